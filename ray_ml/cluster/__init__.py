@@ -1,1 +1,5 @@
-"""ray_ml.cluster."""
+"""Getting a Ray: embedded local Ray, joining a cluster, job submission and YAML checks."""
+
+from ray_ml.cluster._local import RayHandle, start_ray, stop_ray
+
+__all__ = ["RayHandle", "start_ray", "stop_ray"]

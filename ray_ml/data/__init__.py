@@ -1,1 +1,38 @@
-"""ray_ml.data."""
+"""Data layer: sources, contracts and validation, splits, preprocessing, fingerprints."""
+
+from ray_ml.data._checks import REASON_COLUMN, check_table, row_hashes
+from ray_ml.data._contract import ColumnSpec, ColumnType, Contract, Task, infer_contract
+from ray_ml.data._fingerprint import fingerprint
+from ray_ml.data._prepare import PreparedData, prepare_data, resolve_contract
+from ray_ml.data._preprocess import Preprocessor, fit_preprocessor, fit_preprocessor_table
+from ray_ml.data._sources import SyntheticSpec, read_sample, read_source, resolve_files, source_contract
+from ray_ml.data._split import Splits, split_dataset
+from ray_ml.data._validate import CheckedData, ValidationReport, check_sources
+
+__all__ = [
+    "REASON_COLUMN",
+    "CheckedData",
+    "ColumnSpec",
+    "ColumnType",
+    "Contract",
+    "PreparedData",
+    "Preprocessor",
+    "Splits",
+    "SyntheticSpec",
+    "Task",
+    "ValidationReport",
+    "check_sources",
+    "check_table",
+    "fingerprint",
+    "fit_preprocessor",
+    "fit_preprocessor_table",
+    "infer_contract",
+    "prepare_data",
+    "read_sample",
+    "read_source",
+    "resolve_contract",
+    "resolve_files",
+    "row_hashes",
+    "source_contract",
+    "split_dataset",
+]

@@ -1,0 +1,99 @@
+"""Getting a Ray to run on: an embedded local one, or the cluster we were submitted to.
+
+Every job and test goes through `start_ray`. Without an address it starts a private local Ray
+(`address="local"`: it never attaches to somebody else's Ray on the same machine) with explicit
+CPU/GPU counts and object-store size; with `cluster.address` or `RAY_ADDRESS` it joins that
+cluster (inside `ray job submit`, RAY_ADDRESS is set for us).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ray_ml.config import ClusterConfig
+
+__all__ = ["RayHandle", "start_ray", "stop_ray"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RayHandle:
+    """What `start_ray` did: whether we own the Ray (and must shut it down) and its resources."""
+
+    address: str
+    owned: bool
+    resources: dict[str, float]
+
+    def shutdown(self) -> None:
+        stop_ray(self)
+
+
+def start_ray(cfg: ClusterConfig | None = None, **overrides: Any) -> RayHandle:
+    """Start or join Ray as `cfg` says; reuse the Ray of this process if one is already up.
+
+    Args:
+        cfg: The `cluster` config group (None: an embedded Ray with all local CPUs).
+        **overrides: Field overrides (num_cpus=..., object_store_mb=...), for tests and scripts.
+    """
+    import ray
+
+    settings: dict[str, Any] = {
+        "address": None,
+        "num_cpus": None,
+        "num_gpus": 0,
+        "object_store_mb": 1024,
+        "include_dashboard": False,
+        "dashboard_port": None,
+        "temp_dir": None,
+    }
+    if cfg is not None:
+        settings.update({k: getattr(cfg, k) for k in settings})
+    settings.update(overrides)
+
+    if ray.is_initialized():
+        ctx = ray.get_runtime_context()
+        return RayHandle(ctx.gcs_address, owned=False, resources=ray.cluster_resources())
+
+    address = settings["address"] or os.environ.get("RAY_ADDRESS")
+    quiet = {"log_to_driver": True, "logging_level": logging.WARNING}
+    if address and address != "local":
+        ray.init(address=address, **quiet)
+        owned = False
+    else:
+        kwargs: dict[str, Any] = {
+            "address": "local",
+            "num_cpus": settings["num_cpus"] or os.cpu_count() or 1,
+            "num_gpus": settings["num_gpus"],
+            "object_store_memory": int(settings["object_store_mb"]) * 1024 * 1024,
+            "include_dashboard": settings["include_dashboard"],
+        }
+        if settings["dashboard_port"]:
+            kwargs["dashboard_port"] = settings["dashboard_port"]
+        if settings["temp_dir"]:
+            kwargs["_temp_dir"] = os.path.abspath(settings["temp_dir"])
+        ray.init(**kwargs, **quiet)
+        owned = True
+    ctx = ray.get_runtime_context()
+    _quiet_progress()
+    return RayHandle(ctx.gcs_address, owned=owned, resources=ray.cluster_resources())
+
+
+def _quiet_progress() -> None:
+    """Progress bars go to stderr; keep stdout for the one JSON summary line."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = os.environ.get("RAY_ML_PROGRESS", "1") == "1"
+
+
+def stop_ray(handle: RayHandle | None = None) -> None:
+    """Shut down Ray if this process started it; never touches other Rays on the machine."""
+    import ray
+
+    if handle is None or handle.owned:
+        ray.shutdown()

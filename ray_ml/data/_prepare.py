@@ -1,0 +1,97 @@
+"""The data stage of every job: check -> split -> fit preprocessing -> fingerprint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray_ml.data._contract import Contract
+from ray_ml.data._fingerprint import fingerprint
+from ray_ml.data._preprocess import Preprocessor, fit_preprocessor
+from ray_ml.data._sources import source_contract
+from ray_ml.data._split import Splits, split_dataset
+from ray_ml.data._validate import ValidationReport, check_sources
+from ray_ml.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ray_ml.config import DataConfig
+
+__all__ = ["PreparedData", "prepare_data", "resolve_contract"]
+
+
+def resolve_contract(sources: list[str], contract_path: str | None) -> Contract:
+    """The contract file if given, else the one shipped with a bundled/synthetic source."""
+    if contract_path:
+        return Contract.load(contract_path)
+    for uri in sources:
+        contract = source_contract(uri)
+        if contract is not None:
+            return contract
+    raise ConfigError(
+        f"data.contract is not set and the sources {sources} ship no contract. Write one with "
+        "`ray-ml data infer SOURCE > contract.yaml`, review it, and set data.contract=contract.yaml."
+    )
+
+
+@dataclass
+class PreparedData:
+    """Everything training needs from the data stage."""
+
+    contract: Contract
+    report: ValidationReport
+    splits: Splits
+    preprocessor: Preprocessor
+    fingerprint: str
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            **self.report.to_dict(),
+            "splits": self.splits.plan.summary(),
+            "features": self.preprocessor.num_features,
+        }
+
+
+def prepare_data(cfg: DataConfig, seed: int, run_dir: str | Path) -> PreparedData:
+    """Run the data stage on the current Ray cluster.
+
+    Args:
+        cfg: The `data` config group.
+        seed: Split seed (the run's seed).
+        run_dir: Where the quarantine goes when `cfg.quarantine_dir` is not set.
+    """
+    contract = resolve_contract(list(cfg.sources), cfg.contract)
+    quarantine = cfg.quarantine_dir or str(Path(run_dir) / "quarantine")
+    checked = check_sources(
+        list(cfg.sources),
+        contract,
+        merge=_value(cfg.merge),
+        join_key=cfg.join_key,
+        quarantine_dir=quarantine,
+        max_reject_rate=cfg.max_reject_rate,
+        num_blocks=cfg.num_blocks,
+    )
+    splits = split_dataset(
+        checked.dataset,
+        contract,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=seed,
+        stratify=cfg.stratify,
+        kfold=cfg.kfold,
+    )
+    prep_cfg = {
+        "impute": _value(cfg.impute),
+        "scale": _value(cfg.scale),
+        "encode": _value(cfg.encode),
+        "max_categories": cfg.max_categories,
+    }
+    preprocessor = fit_preprocessor(splits.train, contract, **prep_cfg)  # train split only
+    split_cfg = {"val": cfg.val_fraction, "test": cfg.test_fraction, "stratify": cfg.stratify, "kfold": cfg.kfold, "seed": seed}
+    fp = fingerprint(checked.report.digest, contract, {**prep_cfg, "split": split_cfg})
+    return PreparedData(contract, checked.report, splits, preprocessor, fp)
+
+
+def _value(x: Any) -> Any:
+    return getattr(x, "value", x)

@@ -1,0 +1,239 @@
+"""Distributed contract validation over Ray Data, with quarantine and a reject-rate gate.
+
+One pass maps `check_table` over the blocks of every source and materializes the result in the
+object store (not on the driver); a second, cheap pass over those blocks gathers one row of
+statistics per block; the rejected rows are written to the quarantine Parquet directory. The
+driver only ever holds per-block statistics, so its memory does not grow with the data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+
+from ray_ml.data._checks import RAW_COLUMN, REASON_COLUMN, ROW_HASH_COLUMN, check_table, checked_schema
+from ray_ml.data._contract import Contract
+from ray_ml.data._sources import read_source
+from ray_ml.errors import ConfigError, RejectRateExceeded
+
+if TYPE_CHECKING:
+    import ray.data
+
+__all__ = ["CheckedData", "ValidationReport", "check_sources"]
+
+_MASK64 = (1 << 64) - 1
+
+
+@dataclass
+class ValidationReport:
+    """What the check saw. `reasons` counts each `column:rule` once per row that broke it."""
+
+    sources: list[str]
+    rows_in: int
+    rows_ok: int
+    rows_rejected: int
+    reasons: dict[str, int]
+    max_reject_rate: float
+    quarantine: str | None
+    digest: str = field(repr=False)  # content digest of ok and rejected rows (fingerprint input)
+
+    @property
+    def reject_rate(self) -> float:
+        return self.rows_rejected / self.rows_in if self.rows_in else 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.reject_rate <= self.max_reject_rate
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("digest")
+        out["reject_rate"] = round(self.reject_rate, 6)
+        out["passed"] = self.passed
+        return out
+
+    def failure_message(self) -> str:
+        top = ", ".join(f"{k}={v}" for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1])[:5])
+        where = f" Rejected rows with their reasons: {self.quarantine}." if self.quarantine else ""
+        return (
+            f"data check failed: {self.rows_rejected} of {self.rows_in} rows rejected "
+            f"({self.reject_rate:.2%}), above data.max_reject_rate={self.max_reject_rate:.2%}. "
+            f"Top reasons: {top}.{where} Fix the data or the contract, or raise "
+            "data.max_reject_rate (--max-reject-rate) if these rows are expected."
+        )
+
+
+@dataclass
+class CheckedData:
+    """The good rows (contract columns + `_row_hash`), lazily over materialized blocks."""
+
+    dataset: ray.data.Dataset
+    report: ValidationReport
+    contract: Contract
+
+
+def _block_stats(table: pa.Table) -> pa.Table:
+    reason = table.column(REASON_COLUMN)
+    bad = pc.is_valid(reason)
+    hashes = table.column(ROW_HASH_COLUMN).to_numpy()
+    bad_np = bad.to_numpy(zero_copy_only=False)
+    counts: Counter[str] = Counter()
+    for joined in pc.drop_null(reason).to_pylist():
+        counts.update(joined.split(";"))
+    # uint64 sums wrap: exactly what an order-independent digest wants.
+    return pa.table(
+        {
+            "rows": [table.num_rows],
+            "rejected": [int(bad_np.sum())],
+            "hash_ok": [str(int(hashes[~bad_np].sum(dtype="uint64")))],
+            "hash_bad": [str(int(hashes[bad_np].sum(dtype="uint64")))],
+            "reasons": [json.dumps(counts)],
+        }
+    )
+
+
+def _only_rejected(table: pa.Table) -> pa.Table:
+    return table.filter(pc.is_valid(table.column(REASON_COLUMN))).drop_columns([ROW_HASH_COLUMN])
+
+
+def _only_ok(table: pa.Table) -> pa.Table:
+    return table.filter(pc.is_null(table.column(REASON_COLUMN))).drop_columns([REASON_COLUMN, RAW_COLUMN])
+
+
+def _pad(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    cols = [
+        table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _rejected_padded(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    return _pad(table.filter(pc.is_valid(table.column(REASON_COLUMN))), schema)
+
+
+def _recheck(table: pa.Table, contract: Contract) -> pa.Table:
+    """Full check after a join; rows already rejected on one side keep their reasons."""
+    return check_table(table.drop_columns([c for c in table.column_names if c.startswith("_")]), contract)
+
+
+def _prepare_quarantine(uri: str) -> tuple[pafs.FileSystem, str]:
+    fs, path = (pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), str(Path(uri).resolve())))
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.File:
+        raise ConfigError(f"quarantine path {uri!r} is a file; give a directory.")
+    if info.type == pafs.FileType.Directory:
+        # A previous run's parts would mix with this run's: the quarantine holds one run.
+        for f in fs.get_file_info(pafs.FileSelector(path)):
+            if f.is_file and f.path.endswith(".parquet"):
+                fs.delete_file(f.path)
+    else:
+        fs.create_dir(path, recursive=True)
+    return fs, path
+
+
+def check_sources(
+    sources: list[str],
+    contract: Contract,
+    *,
+    merge: str = "union",
+    join_key: str | None = None,
+    quarantine_dir: str | None = None,
+    max_reject_rate: float = 1.0,
+    num_blocks: int | None = None,
+    raise_on_failure: bool = True,
+) -> CheckedData:
+    """Read, merge and check sources against a contract on the current Ray cluster.
+
+    Args:
+        sources: Source strings (see `ray_ml.data.read_source`).
+        contract: The contract every row must meet.
+        merge: `union` (rows of all sources, columns aligned, missing ones null) or `join`
+            (full outer join on `join_key`: a row with no partner is kept, and rejected for its
+            missing values, never silently dropped).
+        join_key: Key column for `merge="join"`.
+        quarantine_dir: Directory (local or URI) for the rejected rows as Parquet, with
+            `_reject_reason` and `_raw`. Previous Parquet files in it are replaced.
+        max_reject_rate: Fail when more than this fraction of rows is rejected.
+        num_blocks: Read parallelism override.
+        raise_on_failure: Raise `RejectRateExceeded` (after writing the quarantine) when the
+            threshold is exceeded; otherwise return and let the caller look at `report.passed`.
+    """
+    import ray.data
+
+    if not sources:
+        raise ConfigError("data.sources is empty: give at least one source.")
+    names = contract.names
+    kwargs = {"batch_format": "pyarrow", "batch_size": None, "zero_copy_batch": True}
+    if merge == "union" or len(sources) == 1:
+        parts = [
+            read_source(s, names, num_blocks).map_batches(check_table, fn_args=(contract,), **kwargs)
+            for s in sources
+        ]
+        checked = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    elif merge == "join":
+        if join_key is None or join_key not in names:
+            raise ConfigError(
+                f"data.merge=join needs data.join_key naming a contract column, but got "
+                f"join_key={join_key!r}. Contract columns: {names}."
+            )
+        full = checked_schema(contract)
+        rejected, ok = [], []
+        seen: set[str] = set()
+        for s in sources:
+            raw = read_source(s, names, num_blocks)
+            present = [c for c in raw.schema().names if c in names]
+            specs = contract.subset(present)
+            side = raw.map_batches(check_table, fn_args=(contract, specs), **kwargs).materialize()
+            rejected.append(side.map_batches(_rejected_padded, fn_args=(full,), **kwargs))
+            # A column already brought by an earlier source is taken from there (no _x/_y pairs).
+            keep = [c.name for c in specs if c.name == join_key or c.name not in seen]
+            seen.update(keep)
+            ok.append(side.map_batches(_only_ok, **kwargs).select_columns(keep))
+        joined = ok[0]
+        for other in ok[1:]:
+            joined = joined.join(
+                other, join_type="full_outer", on=(join_key,), num_partitions=max(1, num_blocks or 2)
+            )
+        checked = joined.map_batches(_recheck, fn_args=(contract,), **kwargs).union(*rejected)
+    else:
+        raise ConfigError(f"data.merge must be union or join, but got merge={merge!r}.")
+
+    checked = checked.materialize()
+    stats = checked.map_batches(_block_stats, **kwargs).take_all()
+    rows_in = sum(r["rows"] for r in stats)
+    rows_bad = sum(r["rejected"] for r in stats)
+    reasons: Counter[str] = Counter()
+    for r in stats:
+        reasons.update(json.loads(r["reasons"]))
+    hash_ok = sum(int(r["hash_ok"]) for r in stats) & _MASK64
+    hash_bad = sum(int(r["hash_bad"]) for r in stats) & _MASK64
+
+    quarantine = None
+    if quarantine_dir:
+        fs, path = _prepare_quarantine(quarantine_dir)
+        quarantine = quarantine_dir
+        if rows_bad:
+            checked.map_batches(_only_rejected, **kwargs).write_parquet(path, filesystem=fs)
+    report = ValidationReport(
+        sources=list(sources),
+        rows_in=rows_in,
+        rows_ok=rows_in - rows_bad,
+        rows_rejected=rows_bad,
+        reasons=dict(sorted(reasons.items())),
+        max_reject_rate=max_reject_rate,
+        quarantine=quarantine,
+        digest=f"{rows_in}:{rows_bad}:{hash_ok:016x}:{hash_bad:016x}",
+    )
+    if raise_on_failure and not report.passed:
+        raise RejectRateExceeded(report.failure_message())
+    good = checked.map_batches(_only_ok, **kwargs)
+    return CheckedData(dataset=good, report=report, contract=contract)
+
