@@ -1,0 +1,32 @@
+"""Shared fixtures. One small local Ray per test session (2-core machines: never one per test)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Progress bars on stderr only clutter test logs.
+os.environ.setdefault("RAY_ML_PROGRESS", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """A private local Ray (address="local") shared by every `ray` test of the session."""
+    from ray_ml.cluster import start_ray, stop_ray
+
+    os.environ.pop("RAY_ADDRESS", None)
+    handle = start_ray(num_cpus=2, object_store_mb=400)
+    yield
+    stop_ray(handle)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests under tests/ray use the shared Ray; mark them so `-m "not ray"` runs the rest alone.
+    for item in items:
+        if "/tests/ray/" in str(item.fspath):
+            item.add_marker(pytest.mark.ray)

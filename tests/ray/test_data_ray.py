@@ -1,0 +1,189 @@
+"""The data layer on a real (shared, local) Ray: validation, quarantine, merges, splits, fit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from ray_ml.data import (
+    Contract,
+    check_sources,
+    fingerprint,
+    fit_preprocessor,
+    fit_preprocessor_table,
+    source_contract,
+    split_dataset,
+)
+from ray_ml.errors import RejectRateExceeded, SourceError
+
+CONTRACT = Contract.from_dict(
+    {
+        "name": "people",
+        "task": "binary",
+        "label": "y",
+        "columns": [
+            {"name": "id", "type": "int"},
+            {"name": "age", "type": "int", "min": 0, "max": 120},
+            {"name": "income", "type": "float", "nullable": True, "min": 0},
+            {"name": "city", "type": "category", "categories": ["paris", "rome"]},
+            {"name": "y", "type": "int", "categories": [0, 1]},
+        ],
+    }
+)
+
+DIRTY_CSV = """id,age,income,city,y
+1,30,100.5,paris,0
+2,abc,200,rome,1
+3,40,,rome,1
+4,150,10,paris,0
+5,50,-3,berlin,1
+6,60,10,paris,0,extra
+7,,10,rome,1
+8,20,1e3,paris,2
+9,33,5,rome,0
+"""
+
+
+def test_dirty_csv_exact_counts_and_quarantine(tmp_path: Path) -> None:
+    src = tmp_path / "dirty.csv"
+    src.write_text(DIRTY_CSV)
+    q = tmp_path / "quarantine"
+    res = check_sources([str(src)], CONTRACT, quarantine_dir=str(q), max_reject_rate=1.0)
+    r = res.report
+    assert (r.rows_in, r.rows_ok, r.rows_rejected) == (9, 3, 6)
+    assert r.reasons == {
+        "_row:parse": 1,
+        "age:type": 1,
+        "age:range": 1,
+        "age:null": 1,
+        "income:range": 1,
+        "city:category": 1,
+        "y:category": 1,
+    }
+    bad = pq.read_table(q).to_pylist()
+    assert len(bad) == 6
+    by_reason = {row["_reject_reason"]: json.loads(row["_raw"]) for row in bad}
+    assert by_reason["age:type"]["age"] == "abc"
+    assert by_reason["income:range;city:category"]["city"] == "berlin"
+    assert by_reason["_row:parse"] == {"_raw_line": "6,60,10,paris,0,extra"}
+    good = res.dataset.take_all()
+    assert sorted(row["id"] for row in good) == [1, 3, 9]  # a null income is allowed
+
+
+def test_reject_rate_threshold_fails_with_a_clear_message(tmp_path: Path) -> None:
+    src = tmp_path / "dirty.csv"
+    src.write_text(DIRTY_CSV)
+    with pytest.raises(RejectRateExceeded, match=r"6 of 9 rows rejected .*max_reject_rate=10.00%"):
+        check_sources([str(src)], CONTRACT, quarantine_dir=str(tmp_path / "q"), max_reject_rate=0.1)
+    assert pq.read_table(tmp_path / "q").num_rows == 6  # written before failing: nothing lost
+
+
+def test_union_of_formats_aligns_columns(tmp_path: Path) -> None:
+    pq.write_table(
+        pa.table({"id": [1, 2], "age": [30, 31], "income": [1.0, 2.0], "city": ["paris", "rome"], "y": [0, 1]}),
+        tmp_path / "a.parquet",
+    )
+    # no income column at all: it is nullable, so these rows are fine
+    (tmp_path / "b.jsonl").write_text('{"id": 3, "age": 40, "city": "rome", "y": 1}\n')
+    (tmp_path / "c.csv").write_text("id,age,income,city,y\n4,50,3.5,paris,0\n")
+    res = check_sources(
+        [str(tmp_path / "a.parquet"), str(tmp_path / "b.jsonl"), str(tmp_path / "*.csv")], CONTRACT
+    )
+    assert res.report.rows_ok == 4 and res.report.rows_rejected == 0
+    rows = sorted(res.dataset.take_all(), key=lambda r: r["id"])
+    assert rows[2]["income"] is None and rows[3]["income"] == 3.5
+
+
+def test_join_on_key_keeps_unmatched_rows_as_rejects(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"id": [1, 2, 3], "age": [30, 31, 32], "y": [0, 1, 0]}), tmp_path / "left.parquet")
+    pq.write_table(
+        pa.table({"id": [1, 2, 9], "income": [1.0, 2.0, 3.0], "city": ["paris", "rome", "rome"]}),
+        tmp_path / "right.parquet",
+    )
+    res = check_sources(
+        [str(tmp_path / "left.parquet"), str(tmp_path / "right.parquet")],
+        CONTRACT,
+        merge="join",
+        join_key="id",
+        quarantine_dir=str(tmp_path / "q"),
+    max_reject_rate=1.0,
+    )
+    assert sorted(r["id"] for r in res.dataset.take_all()) == [1, 2]
+    assert res.report.rows_rejected == 2  # id 3 has no city, id 9 has no age/label
+    assert res.report.reasons["city:null"] == 1 and res.report.reasons["age:null"] == 1
+
+
+def test_missing_and_corrupt_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="no such file or directory"):
+        check_sources([str(tmp_path / "nope.parquet")], CONTRACT)
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(SourceError, match="bad.parquet' is not a readable Parquet file"):
+        check_sources([str(tmp_path / "bad.parquet")], CONTRACT)
+
+
+SYN = "synthetic://classification?rows=20000&features=4&categorical=1&imbalance=0.01&seed=3"
+
+
+def test_stratified_split_keeps_minority_share_and_ignores_blocking() -> None:
+    contract = source_contract(SYN)
+    results = []
+    for blocks in (1, 4):
+        checked = check_sources([SYN], contract, num_blocks=blocks)
+        splits = split_dataset(checked.dataset, contract, val_fraction=0.15, test_fraction=0.15, seed=7)
+        results.append((checked, splits))
+        overall = sum(splits.plan.counts[1]) / splits.plan.counts.sum()
+        for name, ds in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
+            y = np.concatenate([b["target"] for b in ds.iter_batches(batch_format="numpy")])
+            assert abs(y.mean() - overall) < 0.01, name  # within 1 percentage point
+            assert len(y) == splits.plan.summary()[name]["rows"]
+    (c1, s1), (c4, s4) = results
+    assert c1.report.digest == c4.report.digest  # fingerprint input ignores blocking
+    ids = [sorted(r["_row_hash"] for r in s.test.take_all()) for s in (s1, s4)]
+    assert ids[0] == ids[1]  # the same rows in the test split on 1 or 4 blocks
+
+
+def test_kfold_folds_are_disjoint_and_stratified() -> None:
+    contract = source_contract(SYN)
+    checked = check_sources([SYN], contract)
+    splits = split_dataset(checked.dataset, contract, val_fraction=0, test_fraction=0.2, kfold=4, seed=1)
+    seen: set[int] = set()
+    for fold in splits.folds:
+        hashes = {r["_row_hash"] for r in fold.take_all()}
+        assert not hashes & seen
+        seen |= hashes
+    assert len(seen) + splits.test.count() == 20000
+    for entry in splits.plan.summary().values():
+        assert abs(entry["class_fraction"]["1"] - 0.01) < 0.01
+
+
+def test_preprocessing_sees_only_the_train_split() -> None:
+    contract = source_contract(SYN)
+    checked = check_sources([SYN], contract)
+    splits = split_dataset(checked.dataset, contract, val_fraction=0.15, test_fraction=0.15, seed=0)
+    prep = fit_preprocessor(splits.train, contract)
+    train = pa.concat_tables(splits.train.iter_batches(batch_format="pyarrow")).drop_columns(["_row_hash"])
+    expected = fit_preprocessor_table(train, contract)
+    for got, want in zip(prep.numeric, expected.numeric, strict=True):
+        assert (got.center, got.scale) == pytest.approx((want.center, want.scale), rel=1e-9)
+    assert prep.categorical == expected.categorical
+    f0 = train.column("f0").to_numpy()
+    assert prep.numeric[0].center == pytest.approx(f0.mean(), rel=1e-9)
+    assert prep.fit_rows == train.num_rows < 20000
+    # and the held-out rows do pull the mean elsewhere: statistics over all rows differ
+    everything = pa.concat_tables(checked.dataset.iter_batches(batch_format="pyarrow"))
+    assert pc.mean(everything.column("f0")).as_py() != pytest.approx(prep.numeric[0].center, rel=1e-12)
+
+
+def test_fingerprint_is_stable_and_changes_with_one_row(tmp_path: Path) -> None:
+    table = pa.table({"id": list(range(50)), "age": [30] * 50, "income": [1.0] * 50, "city": ["rome"] * 50, "y": [0, 1] * 25})
+    pq.write_table(table, tmp_path / "a.parquet")
+    fp = [fingerprint(check_sources([str(tmp_path / "a.parquet")], CONTRACT).report.digest, CONTRACT, {}) for _ in range(2)]
+    assert fp[0] == fp[1]
+    pq.write_table(table.set_column(1, "age", pa.array([30] * 49 + [31])), tmp_path / "a.parquet")
+    assert fingerprint(check_sources([str(tmp_path / "a.parquet")], CONTRACT).report.digest, CONTRACT, {}) != fp[0]
