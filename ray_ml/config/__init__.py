@@ -1,1 +1,79 @@
-"""ray_ml.config."""
+"""Typed run configs: one dataclass per Hydra group, the `conf/` loader and helpers.
+
+Imports no ray, torch or xgboost, so configs load and validate anywhere.
+
+Example:
+    >>> from ray_ml.config import load_config
+    >>> cfg = load_config("train", ["experiment=demo"])
+    >>> cfg.train.epochs
+    10
+"""
+
+from ray_ml.config._load import CONF_DIR, load_config, run_config_to_dict, to_run_config
+from ray_ml.config._schema import (
+    Activation,
+    ClassWeighting,
+    ClusterConfig,
+    CostConfig,
+    DataConfig,
+    EncodeStrategy,
+    ImputeStrategy,
+    LRSchedule,
+    MergeMode,
+    MixedPrecision,
+    ModelConfig,
+    ModelKind,
+    NodeTypeConfig,
+    NormKind,
+    Optimizer,
+    PlacementStrategy,
+    Pricing,
+    Resample,
+    RunConfig,
+    ScaleStrategy,
+    ScalingConfig,
+    Scheduler,
+    Searcher,
+    ServeConfig,
+    SortMode,
+    TrainConfig,
+    TuneConfig,
+    WinnerRule,
+    register_configs,
+)
+
+__all__ = [
+    "CONF_DIR",
+    "Activation",
+    "ClassWeighting",
+    "ClusterConfig",
+    "CostConfig",
+    "DataConfig",
+    "EncodeStrategy",
+    "ImputeStrategy",
+    "LRSchedule",
+    "MergeMode",
+    "MixedPrecision",
+    "ModelConfig",
+    "ModelKind",
+    "NodeTypeConfig",
+    "NormKind",
+    "Optimizer",
+    "PlacementStrategy",
+    "Pricing",
+    "Resample",
+    "RunConfig",
+    "ScaleStrategy",
+    "ScalingConfig",
+    "Scheduler",
+    "Searcher",
+    "ServeConfig",
+    "SortMode",
+    "TrainConfig",
+    "TuneConfig",
+    "WinnerRule",
+    "load_config",
+    "register_configs",
+    "run_config_to_dict",
+    "to_run_config",
+]

@@ -1,0 +1,1041 @@
+"""Typed schemas for every Hydra config group, and the top-level `RunConfig`.
+
+One dataclass per group (`data`, `model`, `train`, `scaling`, `tune`, `cost`, `serve`,
+`cluster`). The YAML files under `conf/` fill these schemas, so a misspelled key or a value of the
+wrong type fails at composition, and `OmegaConf.to_object` runs every `__post_init__` below, so an
+out-of-range value fails before any Ray work starts.
+
+Choices are `StrEnum`s because OmegaConf 2.3 has no `Literal`. OmegaConf converts a string to an
+enum member by *name*, so every member's name equals its value.
+
+This module imports no ray, torch or xgboost: the schemas must load on a machine without them and
+pickle cheaply to Ray workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from ray_ml.errors import ConfigError
+
+__all__ = [
+    "Activation",
+    "ClassWeighting",
+    "ClusterConfig",
+    "CostConfig",
+    "DataConfig",
+    "EncodeStrategy",
+    "ImputeStrategy",
+    "LRSchedule",
+    "MergeMode",
+    "MixedPrecision",
+    "ModelConfig",
+    "ModelKind",
+    "NodeTypeConfig",
+    "NormKind",
+    "Optimizer",
+    "PlacementStrategy",
+    "Pricing",
+    "Resample",
+    "RunConfig",
+    "ScaleStrategy",
+    "ScalingConfig",
+    "Scheduler",
+    "Searcher",
+    "ServeConfig",
+    "SortMode",
+    "TrainConfig",
+    "TuneConfig",
+    "WinnerRule",
+    "register_configs",
+]
+
+# Names end up as folder names under `storage_path`, so no separators and no `.`/`..`.
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TREE_METHODS = ("hist", "approx", "exact", "auto")
+# numpy's legacy and new generators both accept seeds in [0, 2**32).
+_MAX_SEED = 2**32
+
+
+# --------------------------------------------------------------------------------------- enums
+class MergeMode(StrEnum):
+    """How several `data.sources` become one table."""
+
+    union = "union"  # stack rows; every source has the same columns
+    # Shadows `str.join` on members; OmegaConf converts strings to members by name, so the name
+    # must be the value. Nothing calls `.join` on a MergeMode.
+    join = "join"  # type: ignore[assignment]  # inner-join on `data.join_key`
+
+
+class ImputeStrategy(StrEnum):
+    """How missing numeric values are filled."""
+
+    mean = "mean"
+    zero = "zero"
+
+
+class ScaleStrategy(StrEnum):
+    """How numeric features are scaled."""
+
+    standard = "standard"
+    minmax = "minmax"
+    none = "none"
+
+
+class EncodeStrategy(StrEnum):
+    """How categorical features are encoded."""
+
+    onehot = "onehot"
+    ordinal = "ordinal"
+
+
+class ModelKind(StrEnum):
+    """Which model family `model` configures."""
+
+    mlp = "mlp"
+    xgboost = "xgboost"
+
+
+class NormKind(StrEnum):
+    """Normalization layer after each hidden layer of the MLP."""
+
+    none = "none"
+    batch = "batch"
+    layer = "layer"
+
+
+class Activation(StrEnum):
+    """Activation function of the MLP's hidden layers."""
+
+    relu = "relu"
+    gelu = "gelu"
+    silu = "silu"
+
+
+class Optimizer(StrEnum):
+    """Torch optimizer."""
+
+    adamw = "adamw"
+    sgd = "sgd"
+
+
+class LRSchedule(StrEnum):
+    """Learning-rate schedule over the whole run (after warm-up)."""
+
+    none = "none"
+    cosine = "cosine"
+    onecycle = "onecycle"
+
+
+class MixedPrecision(StrEnum):
+    """Autocast dtype for the forward pass."""
+
+    none = "none"
+    bf16 = "bf16"  # no loss scaling needed, and CPUs with AVX512-BF16/AMX run it too
+
+
+class ClassWeighting(StrEnum):
+    """Per-class loss weights for imbalanced classification."""
+
+    none = "none"
+    balanced = "balanced"  # weight = n_rows / (n_classes * n_rows_of_class)
+
+
+class Resample(StrEnum):
+    """Resampling of the training split for imbalanced classification."""
+
+    none = "none"
+    oversample = "oversample"
+
+
+class PlacementStrategy(StrEnum):
+    """Ray placement-group strategy for a run's workers."""
+
+    PACK = "PACK"
+    SPREAD = "SPREAD"
+    STRICT_PACK = "STRICT_PACK"
+    STRICT_SPREAD = "STRICT_SPREAD"
+
+
+class Searcher(StrEnum):
+    """How Tune proposes trial configs."""
+
+    random = "random"
+    grid = "grid"
+    optuna_tpe = "optuna_tpe"
+    optuna_nsga2 = "optuna_nsga2"  # multi-objective: metric and cost
+    cost_aware = "cost_aware"
+
+
+class Scheduler(StrEnum):
+    """How Tune stops unpromising trials early."""
+
+    asha = "asha"
+    hyperband = "hyperband"
+    median = "median"
+    fifo = "fifo"  # no early stopping
+
+
+class SortMode(StrEnum):
+    """Whether a metric is better when smaller (`min`) or larger (`max`)."""
+
+    min = "min"
+    max = "max"
+
+
+class WinnerRule(StrEnum):
+    """How a sweep picks its winning trial."""
+
+    best = "best"  # best metric
+    cheapest_within_eps = "cheapest_within_eps"  # cheapest trial within `winner_eps` of best
+    best_under_latency = "best_under_latency"  # best trial whose latency <= `latency_bound_ms`
+
+
+class Pricing(StrEnum):
+    """Which price column of `cost.node_types` the cost meter uses."""
+
+    on_demand = "on_demand"
+    spot = "spot"
+
+
+# ---------------------------------------------------------------------------------- validation
+def _fail(key: str, value: Any, must: str, fix: str) -> ConfigError:
+    leaf = key.rsplit(".", 1)[-1]
+    return ConfigError(f"`{key}` {must}, but got {leaf}={value!r}. Fix: {fix}")
+
+
+class _Validated:
+    """Mixin with range checks that raise `ConfigError` naming the full key, value and fix.
+
+    `_group` is the key of the group in `RunConfig` (a plain class attribute, so not a field).
+    """
+
+    _group = ""
+
+    def _key(self, name: str) -> str:
+        return f"{self._group}.{name}" if self._group else name
+
+    def _example(self, name: str) -> Any:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.name == name and f.default is not dataclasses.MISSING:
+                return f.default
+        return None
+
+    def _require(self, ok: bool, name: str, must: str, fix: str | None = None) -> None:
+        if ok:
+            return
+        key = self._key(name)
+        if fix is None:
+            example = self._example(name)
+            fix = f"give `{key}` a value that is {must.removeprefix('must be ')}"
+            if example is not None:
+                fix += f", e.g. `{key}={example}` (the default)"
+            fix += "."
+        raise _fail(key, getattr(self, name), must, fix)
+
+    def _at_least(self, name: str, low: float, fix: str | None = None) -> None:
+        self._require(getattr(self, name) >= low, name, f"must be >= {low}", fix)
+
+    def _positive(self, name: str, fix: str | None = None) -> None:
+        self._require(getattr(self, name) > 0, name, "must be positive", fix)
+
+    def _optional_at_least(self, name: str, low: float) -> None:
+        value = getattr(self, name)
+        self._require(
+            value is None or value >= low,
+            name,
+            f"must be null or >= {low}",
+            f"set `{self._key(name)}=null` or a value >= {low}.",
+        )
+
+    def _optional_positive(self, name: str) -> None:
+        value = getattr(self, name)
+        self._require(
+            value is None or value > 0,
+            name,
+            "must be null or positive",
+            f"set `{self._key(name)}=null` (no limit) or a positive value.",
+        )
+
+    def _in_range(self, name: str, low: float, high: float, *, high_inclusive: bool = True) -> None:
+        value = getattr(self, name)
+        ok = low <= value <= high if high_inclusive else low <= value < high
+        bracket = "]" if high_inclusive else ")"
+        self._require(ok, name, f"must be in [{low}, {high}{bracket}")
+
+    def _name_like(self, name: str, *, optional: bool = False) -> None:
+        value = getattr(self, name)
+        if optional and value is None:
+            return
+        self._require(
+            isinstance(value, str)
+            and _NAME_RE.match(value) is not None
+            and value not in {".", ".."},
+            name,
+            "must match ^[A-Za-z0-9_.-]+$ (it becomes a folder or file name) and not be '.' or '..'",
+            f"use letters, digits, '_', '.' and '-' only, e.g. "
+            f"`{self._key(name)}={self._example(name) or 'my_run'}`.",
+        )
+
+    def _non_empty(self, name: str) -> None:
+        value = getattr(self, name)
+        self._require(
+            isinstance(value, str) and value.strip() != "",
+            name,
+            "must be a non-empty string",
+            f"set `{self._key(name)}` to a non-empty value.",
+        )
+
+
+# ------------------------------------------------------------------------------------- groups
+@dataclass
+class DataConfig(_Validated):
+    """Where the rows come from, how they are checked, split and preprocessed.
+
+    Attributes:
+        sources: Paths, globs or URIs of parquet/csv/jsonl files, `sklearn://NAME` (a bundled
+            scikit-learn data set) or `synthetic://classification?rows=..&features=..`.
+        merge: `union` stacks the sources' rows; `join` inner-joins them on `join_key`.
+        join_key: Column to join on; required when `merge=join` and only then.
+        contract: Path of a contract YAML; null uses the contract bundled with an sklearn://
+            source.
+        quarantine_dir: Folder for rejected rows; null keeps them out of the run but unsaved.
+        max_reject_rate: Largest fraction of rows validation may reject before the run fails.
+        val_fraction: Fraction of rows held out for validation.
+        test_fraction: Fraction of rows held out for the final test.
+        stratify: Keep class proportions equal across splits (classification only).
+        kfold: Number of cross-validation folds; 0 turns k-fold off.
+        impute: How missing numeric values are filled.
+        scale: How numeric features are scaled.
+        encode: How categorical features are encoded.
+        max_categories: Categories kept per column; rarer ones share one "other" bucket.
+        num_blocks: Blocks to repartition the Ray Dataset into; null lets Ray Data decide.
+    """
+
+    _group = "data"
+
+    sources: list[str] = field(default_factory=lambda: ["sklearn://breast_cancer"])
+    merge: MergeMode = MergeMode.union
+    join_key: str | None = None
+    contract: str | None = None
+    quarantine_dir: str | None = None
+    max_reject_rate: float = 0.05
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    stratify: bool = True
+    kfold: int = 0
+    impute: ImputeStrategy = ImputeStrategy.mean
+    scale: ScaleStrategy = ScaleStrategy.standard
+    encode: EncodeStrategy = EncodeStrategy.onehot
+    max_categories: int = 50
+    num_blocks: int | None = None
+
+    def __post_init__(self) -> None:
+        self._require(
+            len(self.sources) > 0 and all(isinstance(s, str) and s.strip() for s in self.sources),
+            "sources",
+            "must be a non-empty list of non-empty strings",
+            "list at least one source, e.g. `data.sources=[sklearn://breast_cancer]`.",
+        )
+        if self.merge is MergeMode.join:
+            self._require(
+                self.join_key is not None and self.join_key.strip() != "",
+                "join_key",
+                "is required when data.merge=join",
+                "set `data.join_key=COLUMN` to the column shared by every source.",
+            )
+            self._require(
+                len(self.sources) >= 2,
+                "sources",
+                "must list at least two sources when data.merge=join",
+                "add the sources to join, or set `data.merge=union`.",
+            )
+        else:
+            self._require(
+                self.join_key is None,
+                "join_key",
+                "is only used when data.merge=join",
+                "set `data.merge=join` to join on it, or `data.join_key=null`.",
+            )
+        self._in_range("max_reject_rate", 0.0, 1.0)
+        self._in_range("val_fraction", 0.0, 1.0, high_inclusive=False)
+        self._in_range("test_fraction", 0.0, 1.0, high_inclusive=False)
+        self._require(
+            self.val_fraction + self.test_fraction < 1.0,
+            "test_fraction",
+            f"plus data.val_fraction={self.val_fraction} must be < 1 to leave training rows",
+            "lower `data.val_fraction` or `data.test_fraction`, e.g. 0.15 each.",
+        )
+        self._require(
+            self.kfold == 0 or self.kfold >= 2,
+            "kfold",
+            "must be 0 (off) or >= 2",
+            "set `data.kfold=0` to turn k-fold off or `data.kfold=5` for five folds.",
+        )
+        self._at_least("max_categories", 1)
+        self._optional_at_least("num_blocks", 1)
+
+
+@dataclass
+class ModelConfig(_Validated):
+    """The model family and its hyperparameters; fields of the other family are ignored.
+
+    Attributes:
+        kind: `mlp` (torch, trained with Ray Train's TorchTrainer) or `xgboost`.
+        hidden_sizes: MLP hidden-layer widths; empty gives a linear model.
+        dropout: MLP dropout probability after each hidden layer.
+        norm: MLP normalization layer after each hidden layer.
+        activation: MLP activation function.
+        max_depth: XGBoost maximum tree depth.
+        eta: XGBoost learning rate (shrinkage).
+        num_boost_round: XGBoost boosting rounds (the upper bound with early stopping).
+        subsample: XGBoost row subsampling ratio per tree.
+        colsample_bytree: XGBoost column subsampling ratio per tree.
+        min_child_weight: XGBoost minimum hessian sum in a leaf.
+        reg_lambda: XGBoost L2 regularization on leaf weights.
+        early_stopping_rounds: XGBoost rounds without validation improvement before stopping;
+            0 turns early stopping off.
+        tree_method: XGBoost tree construction algorithm: hist, approx, exact or auto. GPU use
+            comes from `scaling.use_gpu`, not from here.
+    """
+
+    _group = "model"
+
+    kind: ModelKind = ModelKind.mlp
+    # MLP
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 32])
+    dropout: float = 0.1
+    norm: NormKind = NormKind.none
+    activation: Activation = Activation.relu
+    # XGBoost
+    max_depth: int = 6
+    eta: float = 0.3
+    num_boost_round: int = 100
+    subsample: float = 1.0
+    colsample_bytree: float = 1.0
+    min_child_weight: float = 1.0
+    reg_lambda: float = 1.0
+    early_stopping_rounds: int = 10
+    tree_method: str = "hist"
+
+    def __post_init__(self) -> None:
+        self._require(
+            all(h >= 1 for h in self.hidden_sizes),
+            "hidden_sizes",
+            "must contain only widths >= 1",
+            "use positive widths, e.g. `model.hidden_sizes=[64,32]`, or [] for a linear model.",
+        )
+        self._in_range("dropout", 0.0, 1.0, high_inclusive=False)
+        self._at_least("max_depth", 1)
+        self._require(0.0 < self.eta <= 1.0, "eta", "must be in (0, 1]")
+        self._at_least("num_boost_round", 1)
+        self._require(0.0 < self.subsample <= 1.0, "subsample", "must be in (0, 1]")
+        self._require(0.0 < self.colsample_bytree <= 1.0, "colsample_bytree", "must be in (0, 1]")
+        self._at_least("min_child_weight", 0.0)
+        self._at_least("reg_lambda", 0.0)
+        self._at_least("early_stopping_rounds", 0)
+        self._require(
+            self.tree_method in _TREE_METHODS,
+            "tree_method",
+            f"must be one of {', '.join(_TREE_METHODS)}",
+            "set `model.tree_method=hist` (fast on CPU and GPU).",
+        )
+
+
+@dataclass
+class TrainConfig(_Validated):
+    """How one training run goes (MLP fields apply to torch; the rest to both families).
+
+    Attributes:
+        epochs: Passes over the training split (XGBoost uses `model.num_boost_round`).
+        batch_size: Rows per batch on each worker.
+        lr: Peak learning rate.
+        weight_decay: Decoupled weight decay (AdamW) or L2 penalty (SGD).
+        optimizer: Torch optimizer.
+        lr_schedule: Learning-rate schedule after warm-up.
+        warmup_fraction: Fraction of all steps spent ramping the learning rate up linearly.
+        grad_clip: Max global gradient norm; 0 turns clipping off.
+        early_stopping_patience: Epochs without improvement of `early_stopping_metric` before
+            stopping; 0 turns early stopping off.
+        early_stopping_metric: Reported metric that early stopping watches.
+        early_stopping_mode: Whether that metric is better when `min` or `max`.
+        mixed_precision: Autocast dtype; `none` trains in float32.
+        checkpoint_every_epochs: Epochs between checkpoints (the last epoch always checkpoints).
+        max_failures: Worker-group restarts allowed after a failure; -1 means unlimited.
+        prefetch_batches: Batches Ray Data prepares ahead of the training loop.
+        local_shuffle_buffer: Rows in each worker's local shuffle buffer; 0 turns it off.
+        pin_memory: Pin host batches so copies to the GPU can overlap compute.
+        gpu_cache: Keep each worker's whole shard on its GPU after the first epoch; needs
+            `scaling.use_gpu`.
+        class_weighting: Per-class loss weights for imbalanced classification.
+        resample: Oversample minority classes in the training split.
+        resume: Continue from the latest checkpoint of a run with the same `name`, if any.
+    """
+
+    _group = "train"
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: Optimizer = Optimizer.adamw
+    lr_schedule: LRSchedule = LRSchedule.none
+    warmup_fraction: float = 0.0
+    grad_clip: float = 0.0
+    early_stopping_patience: int = 0
+    early_stopping_metric: str = "val_loss"
+    early_stopping_mode: SortMode = SortMode.min
+    mixed_precision: MixedPrecision = MixedPrecision.none
+    checkpoint_every_epochs: int = 1
+    max_failures: int = 0
+    prefetch_batches: int = 1
+    local_shuffle_buffer: int = 0
+    pin_memory: bool = False
+    gpu_cache: bool = False
+    class_weighting: ClassWeighting = ClassWeighting.none
+    resample: Resample = Resample.none
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        self._at_least("epochs", 1)
+        self._at_least("batch_size", 1)
+        self._positive("lr")
+        self._at_least("weight_decay", 0.0)
+        self._in_range("warmup_fraction", 0.0, 1.0, high_inclusive=False)
+        self._at_least("grad_clip", 0.0)
+        self._at_least("early_stopping_patience", 0)
+        self._non_empty("early_stopping_metric")
+        self._at_least("checkpoint_every_epochs", 1)
+        self._at_least(
+            "max_failures", -1, "set `train.max_failures=0` (no retries) or -1 (unlimited)."
+        )
+        self._at_least("prefetch_batches", 0)
+        self._at_least("local_shuffle_buffer", 0)
+        # Both correct the same imbalance; together they over-weight the minority classes.
+        self._require(
+            not (
+                self.class_weighting is ClassWeighting.balanced
+                and self.resample is Resample.oversample
+            ),
+            "resample",
+            "must be none when train.class_weighting=balanced (both correct class imbalance)",
+            "choose one: `train.resample=none` or `train.class_weighting=none`.",
+        )
+
+
+@dataclass
+class ScalingConfig(_Validated):
+    """How many Ray Train workers a run uses and what each one reserves.
+
+    Attributes:
+        num_workers: Training workers (data-parallel ranks).
+        use_gpu: Give each worker `gpus_per_worker` GPUs.
+        cpus_per_worker: CPUs reserved per worker.
+        gpus_per_worker: GPUs reserved per worker; must be > 0 exactly when `use_gpu`.
+        resources_per_worker: Extra custom Ray resources per worker, e.g. `{MOCK_GPU: 1}`.
+        placement_strategy: Ray placement-group strategy for the workers.
+    """
+
+    _group = "scaling"
+
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    resources_per_worker: dict[str, float] = field(default_factory=dict)
+    placement_strategy: PlacementStrategy = PlacementStrategy.PACK
+
+    def __post_init__(self) -> None:
+        self._at_least("num_workers", 1)
+        self._positive("cpus_per_worker")
+        self._at_least("gpus_per_worker", 0.0)
+        if self.use_gpu:
+            self._require(
+                self.gpus_per_worker > 0,
+                "gpus_per_worker",
+                "must be positive when scaling.use_gpu=true",
+                "set `scaling.gpus_per_worker=1` (or a fraction to share a GPU).",
+            )
+        else:
+            self._require(
+                self.gpus_per_worker == 0,
+                "gpus_per_worker",
+                "must be 0 when scaling.use_gpu=false",
+                "set `scaling.use_gpu=true` to train on GPUs, or `scaling.gpus_per_worker=0`.",
+            )
+        for resource, amount in self.resources_per_worker.items():
+            self._require(
+                resource not in {"CPU", "GPU"},
+                "resources_per_worker",
+                f"must not contain {resource!r}",
+                "use `scaling.cpus_per_worker` / `scaling.gpus_per_worker` instead.",
+            )
+            self._require(
+                amount >= 0,
+                "resources_per_worker",
+                f"must map each resource to an amount >= 0 ({resource}={amount})",
+                f"set `scaling.resources_per_worker.{resource}` to a non-negative amount.",
+            )
+
+
+@dataclass
+class TuneConfig(_Validated):
+    """A hyperparameter sweep: search space, searcher, scheduler, budgets and winner rule.
+
+    Attributes:
+        space: Name of the search-space YAML under `conf/tune/space/` (without `.yaml`).
+        searcher: How trial configs are proposed.
+        scheduler: How unpromising trials are stopped early.
+        num_samples: Trials to run (for `grid`: repeats of the whole grid).
+        max_concurrent_trials: Trials running at once; 0 derives it from cluster capacity.
+        metric: Reported metric the sweep optimizes.
+        mode: Whether `metric` is better when `min` or `max`.
+        grace_period: Epochs every trial runs before a scheduler may stop it.
+        reduction_factor: ASHA/HyperBand halving rate.
+        max_t: Most epochs any trial runs under the scheduler.
+        budget_usd: Stop starting trials once the estimated spend reaches this; null: no limit.
+        budget_gpu_hours: The same budget in GPU hours; null: no limit.
+        budget_wall_s: The same budget in wall-clock seconds; null: no limit.
+        budget_trials: The same budget in finished trials; null: no limit.
+        winner_rule: How the winning trial is chosen.
+        winner_eps: For `cheapest_within_eps`: absolute tolerance in `metric` units from the
+            best trial.
+        latency_bound_ms: For `best_under_latency`: the p95 latency bound per request.
+        reuse_actors: Reuse trial actors between trials (faster start, shared process state).
+        resume: Resume an interrupted sweep of the same `name` instead of starting afresh.
+    """
+
+    _group = "tune"
+
+    space: str = "mlp"
+    searcher: Searcher = Searcher.random
+    scheduler: Scheduler = Scheduler.asha
+    num_samples: int = 8
+    max_concurrent_trials: int = 0
+    metric: str = "val_loss"
+    mode: SortMode = SortMode.min
+    grace_period: int = 1
+    reduction_factor: int = 3
+    max_t: int = 10
+    budget_usd: float | None = None
+    budget_gpu_hours: float | None = None
+    budget_wall_s: float | None = None
+    budget_trials: int | None = None
+    winner_rule: WinnerRule = WinnerRule.best
+    winner_eps: float = 0.01
+    latency_bound_ms: float | None = None
+    reuse_actors: bool = False
+    # Off by default: silently continuing an old sweep after its search space changed mixes
+    # two experiments in one result table.
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        self._name_like("space")
+        self._at_least("num_samples", 1)
+        self._at_least("max_concurrent_trials", 0)
+        self._non_empty("metric")
+        self._at_least("grace_period", 1)
+        self._at_least("reduction_factor", 2)
+        self._at_least("max_t", 1)
+        self._require(
+            self.grace_period <= self.max_t,
+            "grace_period",
+            f"must be <= tune.max_t={self.max_t}",
+            "lower `tune.grace_period` or raise `tune.max_t`.",
+        )
+        self._optional_positive("budget_usd")
+        self._optional_positive("budget_gpu_hours")
+        self._optional_positive("budget_wall_s")
+        self._optional_at_least("budget_trials", 1)
+        self._at_least("winner_eps", 0.0)
+        self._optional_positive("latency_bound_ms")
+        if self.winner_rule is WinnerRule.best_under_latency:
+            self._require(
+                self.latency_bound_ms is not None,
+                "latency_bound_ms",
+                "is required when tune.winner_rule=best_under_latency",
+                "set `tune.latency_bound_ms=50` (p95 per request), or another winner_rule.",
+            )
+
+
+@dataclass
+class NodeTypeConfig(_Validated):
+    """One machine type and its hourly prices.
+
+    Attributes:
+        name: Node type name, e.g. `g5.xlarge`; unique within `cost.node_types`.
+        cpus: vCPUs.
+        memory_gb: Memory in GB.
+        on_demand_usd_per_hour: On-demand price in USD per hour.
+        spot_usd_per_hour: Spot price in USD per hour; at most the on-demand price.
+        prices_read_on: ISO date (YYYY-MM-DD) on which the prices were read.
+        gpus: GPUs.
+        gpu_type: GPU model, e.g. `A10G`; required exactly when `gpus > 0`.
+        illustrative: The prices are examples, not quotes; reports say so.
+    """
+
+    name: str
+    cpus: int
+    memory_gb: float
+    on_demand_usd_per_hour: float
+    spot_usd_per_hour: float
+    prices_read_on: str
+    gpus: int = 0
+    gpu_type: str | None = None
+    illustrative: bool = True
+
+    def _key(self, name: str) -> str:
+        # Entries are validated on their own, so name the entry rather than its list index.
+        return f"cost.node_types[name={self.name}].{name}"
+
+    def __post_init__(self) -> None:
+        self._non_empty("name")
+        self._at_least("cpus", 1)
+        self._positive("memory_gb")
+        self._at_least("on_demand_usd_per_hour", 0.0)
+        self._at_least("spot_usd_per_hour", 0.0)
+        self._require(
+            self.spot_usd_per_hour <= self.on_demand_usd_per_hour,
+            "spot_usd_per_hour",
+            f"must be <= on_demand_usd_per_hour={self.on_demand_usd_per_hour}",
+            "check the two prices are not swapped.",
+        )
+        self._at_least("gpus", 0)
+        self._require(
+            (self.gpus > 0) == (self.gpu_type is not None and self.gpu_type.strip() != ""),
+            "gpu_type",
+            f"must be set exactly when gpus > 0 (gpus={self.gpus})",
+            "set `gpu_type` (e.g. A10G) for GPU nodes and `gpu_type: null` for CPU nodes.",
+        )
+        ok = _ISO_DATE_RE.match(self.prices_read_on) is not None
+        if ok:
+            try:
+                date.fromisoformat(self.prices_read_on)
+            except ValueError:
+                ok = False
+        self._require(
+            ok,
+            "prices_read_on",
+            "must be an ISO date YYYY-MM-DD",
+            'write the date the prices were read, quoted, e.g. prices_read_on: "2026-11-26".',
+        )
+
+
+def _local_node_types() -> list[NodeTypeConfig]:
+    # A free laptop: running with the schema defaults costs nothing and claims nothing.
+    return [
+        NodeTypeConfig(
+            name="local",
+            cpus=2,
+            memory_gb=8.0,
+            on_demand_usd_per_hour=0.0,
+            spot_usd_per_hour=0.0,
+            prices_read_on="2026-11-26",
+        )
+    ]
+
+
+@dataclass
+class CostConfig(_Validated):
+    """Machine prices for the cost meter, budgets and cost-aware search.
+
+    Attributes:
+        pricing: Which price column the meter uses.
+        node_types: The machines runs may be priced on.
+        default_node_type: Name of the node type runs are priced on unless told otherwise.
+    """
+
+    _group = "cost"
+
+    pricing: Pricing = Pricing.on_demand
+    node_types: list[NodeTypeConfig] = field(default_factory=_local_node_types)
+    default_node_type: str = "local"
+
+    def __post_init__(self) -> None:
+        names = [n.name for n in self.node_types]
+        self._require(
+            len(names) > 0,
+            "node_types",
+            "must list at least one node type",
+            "add a node type (name, cpus, memory_gb, prices, prices_read_on).",
+        )
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        self._require(
+            not duplicates,
+            "node_types",
+            f"must have unique names (duplicated: {', '.join(duplicates)})",
+            "rename or remove the duplicated entries.",
+        )
+        self._require(
+            self.default_node_type in names,
+            "default_node_type",
+            f"must name one of cost.node_types ({', '.join(names)})",
+            f"set `cost.default_node_type` to one of: {', '.join(names)}.",
+        )
+
+
+@dataclass
+class ServeConfig(_Validated):
+    """The HTTP inference service: which model, how many replicas, limits, canary and drift.
+
+    The model served is `bundle` if set, else registry `version`, else registry `alias`.
+
+    Attributes:
+        host: Interface the HTTP proxy binds to; 127.0.0.1 keeps it off the network.
+        port: HTTP port.
+        alias: Registry alias to serve, e.g. `production`.
+        version: Registry version to serve; wins over `alias`.
+        bundle: Path of a model bundle to serve directly; wins over the registry.
+        num_replicas: Replicas when `autoscaling` is off.
+        autoscaling: Scale replicas between `min_replicas` and `max_replicas`.
+        min_replicas: Fewest replicas under autoscaling (0 scales to zero).
+        max_replicas: Most replicas under autoscaling.
+        target_ongoing_requests: Autoscaling target of in-flight requests per replica.
+        num_cpus_per_replica: CPUs reserved per replica.
+        num_gpus_per_replica: GPUs reserved per replica.
+        max_batch_size: Most requests the replica batches into one model call.
+        batch_wait_timeout_s: Longest a request waits for a batch to fill.
+        token_env: Environment variable holding the bearer token; unset disables auth.
+        max_rows_per_request: Most rows accepted in one request.
+        max_body_bytes: Largest request body accepted.
+        max_json_depth: Deepest JSON nesting accepted.
+        canary_percent: Percent of traffic routed to a canary version; 0 turns canaries off.
+        canary_min_requests: Canary requests seen before it may be promoted or rolled back.
+        canary_max_error_rate: Canary error rate above which it is rolled back.
+        canary_max_latency_ratio: Canary-to-stable p95 latency ratio above which it is rolled
+            back.
+        drift_window: Requests per window of the feature-drift monitor.
+        drift_psi_threshold: Population stability index above which a feature drifts.
+        registry_root: Folder of the model registry.
+    """
+
+    _group = "serve"
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    alias: str | None = "production"
+    version: str | None = None
+    bundle: str | None = None
+    num_replicas: int = 1
+    autoscaling: bool = False
+    min_replicas: int = 1
+    max_replicas: int = 2
+    target_ongoing_requests: float = 2.0
+    num_cpus_per_replica: float = 1.0
+    num_gpus_per_replica: float = 0.0
+    max_batch_size: int = 32
+    batch_wait_timeout_s: float = 0.01
+    token_env: str = "RAY_ML_SERVE_TOKEN"
+    max_rows_per_request: int = 1024
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_json_depth: int = 10
+    canary_percent: float = 0.0
+    canary_min_requests: int = 100
+    canary_max_error_rate: float = 0.01
+    canary_max_latency_ratio: float = 1.5
+    drift_window: int = 1000
+    drift_psi_threshold: float = 0.2
+    registry_root: str = "runs/registry"
+
+    def __post_init__(self) -> None:
+        self._non_empty("host")
+        self._in_range("port", 1, 65535)
+        self._name_like("alias", optional=True)
+        if self.version is not None:
+            self._non_empty("version")
+        if self.bundle is not None:
+            self._non_empty("bundle")
+        self._require(
+            not (self.version is not None and self.bundle is not None),
+            "bundle",
+            f"must be null when serve.version is set (version={self.version!r})",
+            "pin the model one way: `serve.bundle=PATH` or `serve.version=N`, not both.",
+        )
+        self._require(
+            any(x is not None for x in (self.alias, self.version, self.bundle)),
+            "alias",
+            "must be set when serve.version and serve.bundle are null (nothing to serve)",
+            "set `serve.alias=production`, `serve.version=N` or `serve.bundle=PATH`.",
+        )
+        self._at_least("num_replicas", 1)
+        self._at_least("min_replicas", 0)
+        self._at_least("max_replicas", 1)
+        self._require(
+            self.min_replicas <= self.max_replicas,
+            "min_replicas",
+            f"must be <= serve.max_replicas={self.max_replicas}",
+            "lower `serve.min_replicas` or raise `serve.max_replicas`.",
+        )
+        self._positive("target_ongoing_requests")
+        self._at_least("num_cpus_per_replica", 0.0)
+        self._at_least("num_gpus_per_replica", 0.0)
+        self._at_least("max_batch_size", 1)
+        self._at_least("batch_wait_timeout_s", 0.0)
+        self._require(
+            _ENV_VAR_RE.match(self.token_env) is not None,
+            "token_env",
+            "must be an environment variable name",
+            "use letters, digits and '_', e.g. `serve.token_env=RAY_ML_SERVE_TOKEN`.",
+        )
+        self._at_least("max_rows_per_request", 1)
+        self._at_least("max_body_bytes", 1024)
+        self._at_least("max_json_depth", 1)
+        self._in_range("canary_percent", 0.0, 100.0)
+        self._at_least("canary_min_requests", 1)
+        self._in_range("canary_max_error_rate", 0.0, 1.0)
+        self._positive("canary_max_latency_ratio")
+        self._at_least("drift_window", 10)
+        self._positive("drift_psi_threshold")
+        self._non_empty("registry_root")
+
+
+@dataclass
+class ClusterConfig(_Validated):
+    """How a job gets a Ray cluster.
+
+    Attributes:
+        address: null starts an embedded local Ray unless RAY_ADDRESS is set; anything else
+            (`auto`, `HOST:PORT`, `ray://HOST:10001`) joins that cluster.
+        num_cpus: CPUs of the embedded Ray; null uses every core. Ignored when joining.
+        num_gpus: GPUs of the embedded Ray. Ignored when joining.
+        object_store_mb: Object store size of the embedded Ray. Ignored when joining.
+        include_dashboard: Start the Ray dashboard with the embedded Ray.
+        dashboard_port: Dashboard port; null uses Ray's default (8265).
+        temp_dir: Ray's session folder; null uses Ray's default (/tmp/ray).
+    """
+
+    _group = "cluster"
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int = 0
+    object_store_mb: int = 1024
+    include_dashboard: bool = False
+    dashboard_port: int | None = None
+    temp_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.address is not None:
+            self._non_empty("address")
+        self._optional_at_least("num_cpus", 1)
+        self._at_least("num_gpus", 0)
+        # Ray refuses object stores below 75 MiB; 100 leaves room for a few batches.
+        self._at_least("object_store_mb", 100)
+        self._require(
+            self.dashboard_port is None or 1 <= self.dashboard_port <= 65535,
+            "dashboard_port",
+            "must be null or in [1, 65535]",
+            "set `cluster.dashboard_port=null` (Ray's default 8265) or a free port.",
+        )
+        if self.temp_dir is not None:
+            self._non_empty("temp_dir")
+
+
+# --------------------------------------------------------------------------------------- run
+@dataclass
+class RunConfig(_Validated):
+    """Everything one job needs: the primary config every `conf/*.yaml` fills.
+
+    Attributes:
+        name: Experiment name; outputs go to `<storage_path>/.../<name>`.
+        seed: Seed for splits, initialization and search.
+        storage_path: Folder of run outputs; a relative path is resolved by the caller.
+        data: Data group.
+        model: Model group.
+        train: Training group.
+        scaling: Worker scaling group.
+        tune: Sweep group.
+        cost: Prices group.
+        serve: Serving group.
+        cluster: Ray cluster group.
+    """
+
+    name: str = "default"
+    seed: int = 0
+    storage_path: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def __post_init__(self) -> None:
+        self._name_like("name")
+        self._require(
+            0 <= self.seed < _MAX_SEED,
+            "seed",
+            f"must be in [0, {_MAX_SEED})",
+            "set `seed` to a non-negative 32-bit integer, e.g. `seed=0`.",
+        )
+        self._non_empty("storage_path")
+        scaling, cluster = self.scaling, self.cluster
+        # The embedded Ray has exactly the resources the config gives it, so a run that needs
+        # more would wait forever for workers; a joined cluster may autoscale, so skip it there.
+        if cluster.address is None:
+            gpus_needed = scaling.num_workers * scaling.gpus_per_worker
+            if scaling.use_gpu and cluster.num_gpus < gpus_needed:
+                raise _fail(
+                    "cluster.num_gpus",
+                    cluster.num_gpus,
+                    "must be >= scaling.num_workers * scaling.gpus_per_worker "
+                    f"= {gpus_needed:g} on the embedded Ray",
+                    f"set `cluster.num_gpus={math.ceil(gpus_needed)}` (e.g. `cluster=local_gpu`)"
+                    ", lower `scaling.num_workers`, or use `scaling=cpu`.",
+                )
+            cpus_needed = scaling.num_workers * scaling.cpus_per_worker
+            if cluster.num_cpus is not None and cluster.num_cpus < cpus_needed:
+                raise _fail(
+                    "cluster.num_cpus",
+                    cluster.num_cpus,
+                    "must be >= scaling.num_workers * scaling.cpus_per_worker "
+                    f"= {cpus_needed:g} on the embedded Ray",
+                    f"set `cluster.num_cpus={math.ceil(cpus_needed)}` or `cluster.num_cpus=null`"
+                    " (every core), or lower `scaling.num_workers`.",
+                )
+        if self.train.gpu_cache and not scaling.use_gpu:
+            raise _fail(
+                "train.gpu_cache",
+                True,
+                "needs scaling.use_gpu=true (there is no GPU to cache the shard on)",
+                "set `train.gpu_cache=false` or `scaling=gpu`.",
+            )
+
+
+# ------------------------------------------------------------------------------ config store
+_GROUPS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "scaling": ScalingConfig,
+    "tune": TuneConfig,
+    "cost": CostConfig,
+    "serve": ServeConfig,
+    "cluster": ClusterConfig,
+}
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore; calling it again changes nothing.
+
+    `run_schema` is the primary schema: every `conf/*.yaml` lists it first in its defaults, so
+    the group YAMLs merge into typed nodes and a misspelled key or a wrong type fails
+    composition. Each group's schema is also stored as the option `schema` of that group
+    (`model=schema` selects the dataclass defaults).
+    """
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    for group, schema in _GROUPS.items():
+        cs.store(group=group, name="schema", node=schema)
