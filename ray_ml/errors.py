@@ -32,3 +32,7 @@ class RejectRateExceeded(RayMLError):
     """Validation rejected more rows than the configured threshold allows."""
 
     exit_code = 2
+
+
+class BundleError(RayMLError):
+    """A model bundle is missing, incomplete, corrupt or was modified after export."""
