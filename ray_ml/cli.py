@@ -81,10 +81,24 @@ def _build_parser() -> argparse.ArgumentParser:
     data_verbs = data.add_subparsers(dest="data_verb", required=True)
 
     check = data_verbs.add_parser("check", help="validate sources; quarantine bad rows")
-    check.add_argument("sources", nargs="+", metavar="SOURCE", help="path, glob, URI, sklearn://NAME or synthetic://...")
-    check.add_argument("--contract", help="contract YAML (bundled/synthetic sources bring their own)")
-    check.add_argument("--quarantine", help="directory for rejected rows (Parquet with _reject_reason)")
-    check.add_argument("--max-reject-rate", type=float, default=0.05, help="fail (exit 2) above this fraction (default 0.05)")
+    check.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="path, glob, URI, sklearn://NAME or synthetic://...",
+    )
+    check.add_argument(
+        "--contract", help="contract YAML (bundled/synthetic sources bring their own)"
+    )
+    check.add_argument(
+        "--quarantine", help="directory for rejected rows (Parquet with _reject_reason)"
+    )
+    check.add_argument(
+        "--max-reject-rate",
+        type=float,
+        default=0.05,
+        help="fail (exit 2) above this fraction (default 0.05)",
+    )
     check.add_argument("--merge", choices=["union", "join"], default="union")
     check.add_argument("--join-key", help="key column for --merge join")
     check.add_argument("--num-blocks", type=int, help="read parallelism override")
@@ -92,9 +106,13 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("--object-store-mb", type=int, default=1024)
     check.set_defaults(func=_data_check)
 
-    infer = data_verbs.add_parser("infer", help="print a contract YAML inferred from a clean sample")
+    infer = data_verbs.add_parser(
+        "infer", help="print a contract YAML inferred from a clean sample"
+    )
     infer.add_argument("source", metavar="SOURCE")
-    infer.add_argument("--label", help="label column (default: target/label/y/class, else the last)")
+    infer.add_argument(
+        "--label", help="label column (default: target/label/y/class, else the last)"
+    )
     infer.add_argument("--task", choices=["binary", "multiclass", "regression"])
     infer.add_argument("--name", help="dataset name in the contract")
     infer.add_argument("--sample-rows", type=int, default=100_000)
@@ -105,8 +123,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    if getattr(args, "max_reject_rate", 0.0) is not None and not 0 <= getattr(args, "max_reject_rate", 0.0) <= 1:
-        print(f"error: --max-reject-rate must be in [0, 1], but got {args.max_reject_rate}.", file=sys.stderr)
+    if (
+        getattr(args, "max_reject_rate", 0.0) is not None
+        and not 0 <= getattr(args, "max_reject_rate", 0.0) <= 1
+    ):
+        print(
+            f"error: --max-reject-rate must be in [0, 1], but got {args.max_reject_rate}.",
+            file=sys.stderr,
+        )
         return 2
     try:
         return int(args.func(args))

@@ -36,3 +36,7 @@ class RejectRateExceeded(RayMLError):
 
 class BundleError(RayMLError):
     """A model bundle is missing, incomplete, corrupt or was modified after export."""
+
+
+class RegistryError(RayMLError):
+    """A model, version or alias is missing from the registry, or a registry change failed."""

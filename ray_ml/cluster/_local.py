@@ -60,7 +60,7 @@ def start_ray(cfg: ClusterConfig | None = None, **overrides: Any) -> RayHandle:
         return RayHandle(ctx.gcs_address, owned=False, resources=ray.cluster_resources())
 
     address = settings["address"] or os.environ.get("RAY_ADDRESS")
-    quiet = {"log_to_driver": True, "logging_level": logging.WARNING}
+    quiet: dict[str, Any] = {"log_to_driver": True, "logging_level": logging.WARNING}
     if address and address != "local":
         ray.init(address=address, **quiet)
         owned = False
@@ -74,6 +74,9 @@ def start_ray(cfg: ClusterConfig | None = None, **overrides: Any) -> RayHandle:
         }
         if settings["dashboard_port"]:
             kwargs["dashboard_port"] = settings["dashboard_port"]
+        if os.environ.get("RAY_ML_PROGRESS", "1") != "1":
+            # Workers (Train, Data) draw their own bars; keep every process quiet alike.
+            kwargs["runtime_env"] = {"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_ML_PROGRESS": "0"}}
         if settings["temp_dir"]:
             kwargs["_temp_dir"] = os.path.abspath(settings["temp_dir"])
         ray.init(**kwargs, **quiet)

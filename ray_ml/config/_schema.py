@@ -403,6 +403,8 @@ class ModelConfig(_Validated):
         colsample_bytree: XGBoost column subsampling ratio per tree.
         min_child_weight: XGBoost minimum hessian sum in a leaf.
         reg_lambda: XGBoost L2 regularization on leaf weights.
+        checkpoint_every_rounds: XGBoost reports (to Train/Tune) and checkpoints every this many
+            boosting rounds, and at the end; each report is a synchronisation point.
         early_stopping_rounds: XGBoost rounds without validation improvement before stopping;
             0 turns early stopping off.
         tree_method: XGBoost tree construction algorithm: hist, approx, exact or auto. GPU use
@@ -426,6 +428,7 @@ class ModelConfig(_Validated):
     min_child_weight: float = 1.0
     reg_lambda: float = 1.0
     early_stopping_rounds: int = 10
+    checkpoint_every_rounds: int = 10
     tree_method: str = "hist"
 
     def __post_init__(self) -> None:
@@ -444,6 +447,7 @@ class ModelConfig(_Validated):
         self._at_least("min_child_weight", 0.0)
         self._at_least("reg_lambda", 0.0)
         self._at_least("early_stopping_rounds", 0)
+        self._at_least("checkpoint_every_rounds", 1)
         self._require(
             self.tree_method in _TREE_METHODS,
             "tree_method",
@@ -480,6 +484,8 @@ class TrainConfig(_Validated):
         class_weighting: Per-class loss weights for imbalanced classification.
         resample: Oversample minority classes in the training split.
         resume: Continue from the latest checkpoint of a run with the same `name`, if any.
+        chaos_kill_at_epoch: Fault injection for recovery drills: SIGKILL one training worker
+            once, right after this epoch's checkpoint (-1 = off).
     """
 
     _group = "train"
@@ -505,9 +511,11 @@ class TrainConfig(_Validated):
     class_weighting: ClassWeighting = ClassWeighting.none
     resample: Resample = Resample.none
     resume: bool = True
+    chaos_kill_at_epoch: int = -1
 
     def __post_init__(self) -> None:
         self._at_least("epochs", 1)
+        self._at_least("chaos_kill_at_epoch", -1)
         self._at_least("batch_size", 1)
         self._positive("lr")
         self._at_least("weight_decay", 0.0)

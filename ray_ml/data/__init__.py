@@ -3,9 +3,15 @@
 from ray_ml.data._checks import REASON_COLUMN, check_table, row_hashes
 from ray_ml.data._contract import ColumnSpec, ColumnType, Contract, Task, infer_contract
 from ray_ml.data._fingerprint import fingerprint
-from ray_ml.data._prepare import PreparedData, prepare_data, resolve_contract
+from ray_ml.data._prepare import PreparedData, prepare_data, resolve_contract, run_data_job
 from ray_ml.data._preprocess import Preprocessor, fit_preprocessor, fit_preprocessor_table
-from ray_ml.data._sources import SyntheticSpec, read_sample, read_source, resolve_files, source_contract
+from ray_ml.data._sources import (
+    SyntheticSpec,
+    read_sample,
+    read_source,
+    resolve_files,
+    source_contract,
+)
 from ray_ml.data._split import Splits, split_dataset
 from ray_ml.data._validate import CheckedData, ValidationReport, check_sources
 
@@ -32,6 +38,7 @@ __all__ = [
     "read_source",
     "resolve_contract",
     "resolve_files",
+    "run_data_job",
     "row_hashes",
     "source_contract",
     "split_dataset",

@@ -8,7 +8,7 @@ their raw values.
 Output schema: the contract's columns with the contract's Arrow types, then
 `_reject_reason` (null for good rows; otherwise `column:rule` entries joined by `;`),
 `_raw` (null for good rows; the row's original values as JSON) and `_row_hash` (uint64 content
-hash, see `row_hashes`). Good rows come first, rejected rows last.
+hash, see `row_hashes`). Rows keep their input order.
 """
 
 from __future__ import annotations
@@ -50,9 +50,11 @@ _FALSE = ["false", "f", "no", "n", "0"]
 
 def checked_schema(contract: Contract) -> pa.Schema:
     """The schema `check_table` produces for the full contract."""
-    return contract.arrow_schema.append(pa.field(REASON_COLUMN, pa.string())).append(
-        pa.field(RAW_COLUMN, pa.string())
-    ).append(pa.field(ROW_HASH_COLUMN, pa.uint64()))
+    return (
+        contract.arrow_schema.append(pa.field(REASON_COLUMN, pa.string()))
+        .append(pa.field(RAW_COLUMN, pa.string()))
+        .append(pa.field(ROW_HASH_COLUMN, pa.uint64()))
+    )
 
 
 # -- coercion -------------------------------------------------------------------------------------
@@ -63,7 +65,8 @@ def _as_string(arr: pa.Array) -> tuple[pa.Array, pa.Array | None]:
             return arr.cast(pa.string()), None
         except pa.ArrowInvalid:
             # Rare path (a file in the wrong encoding): decode cell by cell to find the culprits.
-            decoded, bad = [], []
+            decoded: list[str | None] = []
+            bad: list[bool] = []
             for v in arr.to_pylist():
                 if v is None:
                     decoded.append(None)
@@ -125,7 +128,9 @@ def _coerce(arr: pa.Array, spec: ColumnSpec) -> tuple[pa.Array, dict[str, pa.Arr
         if pa.types.is_floating(arr.type):
             # 3.0 read from a float column is the category "3", not "3.0".
             integral = pc.equal(arr, pc.floor(arr))
-            as_int = pc.if_else(integral, arr, pa.scalar(None, arr.type)).cast(pa.int64(), safe=False)
+            as_int = pc.if_else(integral, arr, pa.scalar(None, arr.type)).cast(
+                pa.int64(), safe=False
+            )
             return pc.if_else(integral, as_int.cast(pa.string()), arr.cast(pa.string())), fails
         try:
             return arr.cast(pa.string()), fails
@@ -138,7 +143,9 @@ def _coerce(arr: pa.Array, spec: ColumnSpec) -> tuple[pa.Array, dict[str, pa.Arr
         if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
             ok = pc.is_in(arr, value_set=pa.array([0, 1], arr.type))
             fails["type"] = pc.and_(pc.is_valid(arr), pc.invert(ok))
-            return pc.if_else(ok, pc.equal(arr, pa.scalar(1, arr.type)), pa.scalar(None, pa.bool_())), fails
+            return pc.if_else(
+                ok, pc.equal(arr, pa.scalar(1, arr.type)), pa.scalar(None, pa.bool_())
+            ), fails
         fails["type"] = pc.is_valid(arr)
         return pa.nulls(len(arr), target), fails
     elif not (
@@ -163,7 +170,9 @@ def _coerce(arr: pa.Array, spec: ColumnSpec) -> tuple[pa.Array, dict[str, pa.Arr
             integral = pc.equal(arr, pc.floor(arr))
             bad = pc.fill_null(pc.invert(integral), False)
             fails["type"] = pc.or_(fails["type"], bad) if "type" in fails else bad
-            return pc.if_else(integral, arr, pa.scalar(None, pa.float64())).cast(pa.int64(), safe=False), fails
+            return pc.if_else(integral, arr, pa.scalar(None, pa.float64())).cast(
+                pa.int64(), safe=False
+            ), fails
         return arr, fails
     return arr.cast(target, safe=False), fails
 
@@ -178,7 +187,9 @@ def _rule_masks(values: pa.Array, spec: ColumnSpec) -> dict[str, pa.Array]:
             masks["range"] = pc.or_(masks["range"], above) if "range" in masks else above
     if spec.categories is not None:
         value_set = pa.array(list(spec.categories), values.type)
-        masks["category"] = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=value_set)))
+        masks["category"] = pc.and_(
+            pc.is_valid(values), pc.invert(pc.is_in(values, value_set=value_set))
+        )
     return {k: pc.fill_null(v, False) for k, v in masks.items()}
 
 
@@ -256,7 +267,10 @@ def _raw_json(raw: pa.Table, idx: np.ndarray) -> list[str]:
             continue
         arr = sub.column(name).combine_chunks()
         if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
-            cols[name] = [None if v is None else v.decode("utf-8", "backslashreplace") for v in arr.to_pylist()]
+            cols[name] = [
+                None if v is None else v.decode("utf-8", "backslashreplace")
+                for v in arr.to_pylist()
+            ]
         else:
             cols[name] = [_jsonable(v) for v in arr.to_pylist()]
     out = []
@@ -270,7 +284,9 @@ def _raw_json(raw: pa.Table, idx: np.ndarray) -> list[str]:
     return out
 
 
-def check_table(raw: pa.Table, contract: Contract, columns: Sequence[ColumnSpec] | None = None) -> pa.Table:
+def check_table(
+    raw: pa.Table, contract: Contract, columns: Sequence[ColumnSpec] | None = None
+) -> pa.Table:
     """Coerce `raw` to the contract and flag every rule a row breaks.
 
     Columns missing from `raw` are all null (and flagged `missing` unless nullable); columns not
@@ -320,11 +336,12 @@ def check_table(raw: pa.Table, contract: Contract, columns: Sequence[ColumnSpec]
             bad_np |= m
     hashes = row_hashes(table)
     if not bad_np.any():
-        return table.append_column(REASON_COLUMN, pa.nulls(n, pa.string())).append_column(
-            RAW_COLUMN, pa.nulls(n, pa.string())
-        ).append_column(ROW_HASH_COLUMN, pa.array(hashes, pa.uint64()))
+        return (
+            table.append_column(REASON_COLUMN, pa.nulls(n, pa.string()))
+            .append_column(RAW_COLUMN, pa.nulls(n, pa.string()))
+            .append_column(ROW_HASH_COLUMN, pa.array(hashes, pa.uint64()))
+        )
 
-    good_idx = np.flatnonzero(~bad_np)
     bad_idx = np.flatnonzero(bad_np)
     reason_lists: list[list[str]] = [[] for _ in bad_idx]
     for reason, m in mask_np:
@@ -332,13 +349,19 @@ def check_table(raw: pa.Table, contract: Contract, columns: Sequence[ColumnSpec]
             reason_lists[j].append(reason)
     raw_json = _raw_json(raw, bad_idx)
     # Rejected rows hash over their raw text too: two different bad rows differ in fingerprint.
-    bad_hash = hashes[bad_idx] ^ pd.util.hash_array(np.asarray(raw_json, dtype=object))
-    good = table.take(pa.array(good_idx))
-    bad = table.take(pa.array(bad_idx))
-    good = good.append_column(REASON_COLUMN, pa.nulls(len(good_idx), pa.string())).append_column(
-        RAW_COLUMN, pa.nulls(len(good_idx), pa.string())
-    ).append_column(ROW_HASH_COLUMN, pa.array(hashes[good_idx], pa.uint64()))
-    bad = bad.append_column(REASON_COLUMN, pa.array([";".join(r) for r in reason_lists], pa.string())).append_column(
-        RAW_COLUMN, pa.array(raw_json, pa.string())
-    ).append_column(ROW_HASH_COLUMN, pa.array(bad_hash, pa.uint64()))
-    return pa.concat_tables([good, bad])
+    hashes[bad_idx] ^= pd.util.hash_array(np.asarray(raw_json, dtype=object))
+    # Scatter the few rejected rows' strings into null columns: no copy of the good rows.
+    bad_mask = pa.array(bad_np)
+    reason_col = pc.replace_with_mask(
+        pa.nulls(n, pa.string()),
+        bad_mask,
+        pa.array([";".join(r) for r in reason_lists], pa.string()),
+    )
+    raw_col = pc.replace_with_mask(
+        pa.nulls(n, pa.string()), bad_mask, pa.array(raw_json, pa.string())
+    )
+    return (
+        table.append_column(REASON_COLUMN, reason_col)
+        .append_column(RAW_COLUMN, raw_col)
+        .append_column(ROW_HASH_COLUMN, pa.array(hashes, pa.uint64()))
+    )

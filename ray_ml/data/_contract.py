@@ -23,7 +23,7 @@ from ray_ml.errors import ContractError
 __all__ = ["ColumnSpec", "ColumnType", "Contract", "Task", "infer_contract"]
 
 
-class ColumnType(str, enum.Enum):
+class ColumnType(enum.StrEnum):
     FLOAT = "float"
     INT = "int"
     BOOL = "bool"
@@ -48,7 +48,7 @@ _ARROW_TYPES = {
 }
 
 
-class Task(str, enum.Enum):
+class Task(enum.StrEnum):
     BINARY = "binary"
     MULTICLASS = "multiclass"
     REGRESSION = "regression"
@@ -109,9 +109,13 @@ class ColumnSpec:
                     f"but type={self.type.value}."
                 )
             if len(self.categories) == 0:
-                raise ContractError(f"{where}: categories must not be empty; remove the key instead.")
+                raise ContractError(
+                    f"{where}: categories must not be empty; remove the key instead."
+                )
             if len(set(self.categories)) != len(self.categories):
-                raise ContractError(f"{where}: categories contain duplicates: {list(self.categories)}.")
+                raise ContractError(
+                    f"{where}: categories contain duplicates: {list(self.categories)}."
+                )
         if self.type is ColumnType.CATEGORY and self.categories is None:
             raise ContractError(
                 f"{where}: a category column needs `categories:` (the allowed values). "
@@ -119,7 +123,11 @@ class ColumnSpec:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "type": self.type.value, "nullable": self.nullable}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type.value,
+            "nullable": self.nullable,
+        }
         if self.min is not None:
             out["min"] = self.min
         if self.max is not None:
@@ -146,11 +154,10 @@ def _parse_column(raw: Any, index: int) -> ColumnSpec:
     if not isinstance(name, str):
         raise ContractError(f"{where}: `name` must be a string.")
     try:
-        ctype = ColumnType(raw.get("type"))
+        ctype = ColumnType(str(raw.get("type")))
     except ValueError:
         raise ContractError(
-            f"{where}: type={raw.get('type')!r} is not one of "
-            f"{[t.value for t in ColumnType]}."
+            f"{where}: type={raw.get('type')!r} is not one of {[t.value for t in ColumnType]}."
         ) from None
     bounds: dict[str, float | None] = {}
     for key in ("min", "max"):
@@ -171,7 +178,9 @@ def _parse_column(raw: Any, index: int) -> ColumnSpec:
             try:
                 cats = [int(c) for c in cats]
             except (TypeError, ValueError):
-                raise ContractError(f"{where}: int categories must be integers: {cats!r}.") from None
+                raise ContractError(
+                    f"{where}: int categories must be integers: {cats!r}."
+                ) from None
         else:
             cats = [str(c) for c in cats]
     return ColumnSpec(
@@ -213,8 +222,7 @@ class Contract:
         object.__setattr__(self, "_by_name", {c.name: c for c in self.columns})
         if self.label not in self._by_name:
             raise ContractError(
-                f"contract `{self.name}`: label={self.label!r} is not a column. "
-                f"Columns: {names}."
+                f"contract `{self.name}`: label={self.label!r} is not a column. Columns: {names}."
             )
         spec = self._by_name[self.label]
         if spec.nullable:
@@ -285,7 +293,9 @@ class Contract:
     @classmethod
     def from_dict(cls, raw: Any, origin: str = "contract") -> Contract:
         if not isinstance(raw, dict):
-            raise ContractError(f"{origin}: expected a mapping at the top level, got {type(raw).__name__}.")
+            raise ContractError(
+                f"{origin}: expected a mapping at the top level, got {type(raw).__name__}."
+            )
         unknown = set(raw) - _CONTRACT_KEYS
         if unknown:
             raise ContractError(
@@ -400,7 +410,9 @@ def infer_contract(
             distinct = pc.unique(col.drop_null())
             n_distinct = len(distinct)
             if task is None:
-                if ctype is ColumnType.FLOAT or (ctype is ColumnType.INT and n_distinct > max_categories):
+                if ctype is ColumnType.FLOAT or (
+                    ctype is ColumnType.INT and n_distinct > max_categories
+                ):
                     task = Task.REGRESSION
                 else:
                     task = Task.BINARY if n_distinct == 2 else Task.MULTICLASS
@@ -408,12 +420,18 @@ def infer_contract(
                 if ctype is ColumnType.FLOAT:
                     ctype = ColumnType.INT
                 values = sorted(distinct.to_pylist())
-                cats = tuple(int(v) for v in values) if ctype is ColumnType.INT else tuple(str(v) for v in values)
+                cats = (
+                    tuple(int(v) for v in values)
+                    if ctype is ColumnType.INT
+                    else tuple(str(v) for v in values)
+                )
                 if ctype is ColumnType.STRING:
                     ctype = ColumnType.CATEGORY
                 lo = hi = None
         columns.append(
-            ColumnSpec(name=col_name, type=ctype, nullable=nullable, min=lo, max=hi, categories=cats)
+            ColumnSpec(
+                name=col_name, type=ctype, nullable=nullable, min=lo, max=hi, categories=cats
+            )
         )
     assert task is not None  # set when the label column was visited
     return Contract(name=name, task=task, label=label, columns=tuple(columns))

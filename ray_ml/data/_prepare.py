@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,9 +16,9 @@ from ray_ml.data._validate import ValidationReport, check_sources
 from ray_ml.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ray_ml.config import DataConfig
+    from ray_ml.config import DataConfig, RunConfig
 
-__all__ = ["PreparedData", "prepare_data", "resolve_contract"]
+__all__ = ["PreparedData", "prepare_data", "resolve_contract", "run_data_job"]
 
 
 def resolve_contract(sources: list[str], contract_path: str | None) -> Contract:
@@ -88,10 +89,46 @@ def prepare_data(cfg: DataConfig, seed: int, run_dir: str | Path) -> PreparedDat
         "max_categories": cfg.max_categories,
     }
     preprocessor = fit_preprocessor(splits.train, contract, **prep_cfg)  # train split only
-    split_cfg = {"val": cfg.val_fraction, "test": cfg.test_fraction, "stratify": cfg.stratify, "kfold": cfg.kfold, "seed": seed}
+    split_cfg = {
+        "val": cfg.val_fraction,
+        "test": cfg.test_fraction,
+        "stratify": cfg.stratify,
+        "kfold": cfg.kfold,
+        "seed": seed,
+    }
     fp = fingerprint(checked.report.digest, contract, {**prep_cfg, "split": split_cfg})
     return PreparedData(contract, checked.report, splits, preprocessor, fp)
 
 
 def _value(x: Any) -> Any:
     return getattr(x, "value", x)
+
+
+def run_data_job(cfg: RunConfig) -> dict[str, Any]:
+    """The `jobs.data` stage on its own: check, split and fit; writes the run's data artefacts.
+
+    Writes `<storage_path>/<name>/data/` with `summary.json`, `preprocessor.json` and
+    `contract.yaml`, the quarantine next to them, and returns the summary.
+    """
+    import time
+
+    from ray_ml.cluster import start_ray, stop_ray
+
+    t0 = time.perf_counter()
+    run_dir = Path(cfg.storage_path).resolve() / cfg.name / "data"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = start_ray(cfg.cluster)
+    try:
+        prepared = prepare_data(cfg.data, cfg.seed, run_dir)
+    finally:
+        stop_ray(handle)
+    summary = {
+        "job": "data",
+        "name": cfg.name,
+        **prepared.summary(),
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
+    prepared.preprocessor.save(run_dir / "preprocessor.json")
+    prepared.contract.save(run_dir / "contract.yaml")
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary

@@ -20,13 +20,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ray_ml.data._blocks import map_blocks
 from ray_ml.data._contract import ColumnType, Contract, Task
 from ray_ml.errors import ConfigError, ContractError
 
 if TYPE_CHECKING:
     import ray.data
 
-__all__ = ["CategoricalFeature", "NumericFeature", "Preprocessor", "fit_preprocessor", "fit_preprocessor_table"]
+__all__ = [
+    "CategoricalFeature",
+    "NumericFeature",
+    "Preprocessor",
+    "fit_preprocessor",
+    "fit_preprocessor_table",
+]
 
 _IMPUTE = ("mean", "zero")
 _SCALE = ("standard", "minmax", "none")
@@ -199,7 +206,10 @@ def _block_stats(table: pa.Table, contract: Contract) -> pa.Table:
         else:
             vc = pc.value_counts(col.drop_null())
             stats["categorical"][spec.name] = {
-                str(v): int(c) for v, c in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True)
+                str(v): int(c)
+                for v, c in zip(
+                    vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
+                )
             }
     return pa.table({"stats": [json.dumps(stats)]})
 
@@ -217,10 +227,23 @@ def _merge_numeric(a: list[float], b: list[float]) -> list[float]:
     return [n, mean, m2, min(loa, lob), max(hia, hib)]
 
 
-def _finish(stats: list[dict[str, Any]], contract: Contract, impute: str, scale: str, encode: str, max_categories: int) -> Preprocessor:
-    for key, value, allowed in (("impute", impute, _IMPUTE), ("scale", scale, _SCALE), ("encode", encode, _ENCODE)):
+def _finish(
+    stats: list[dict[str, Any]],
+    contract: Contract,
+    impute: str,
+    scale: str,
+    encode: str,
+    max_categories: int,
+) -> Preprocessor:
+    for key, value, allowed in (
+        ("impute", impute, _IMPUTE),
+        ("scale", scale, _SCALE),
+        ("encode", encode, _ENCODE),
+    ):
         if value not in allowed:
-            raise ConfigError(f"data.{key} must be one of {list(allowed)}, but got {key}={value!r}.")
+            raise ConfigError(
+                f"data.{key} must be one of {list(allowed)}, but got {key}={value!r}."
+            )
     rows = sum(s["rows"] for s in stats)
     if rows == 0:
         raise ConfigError(
@@ -245,7 +268,9 @@ def _finish(stats: list[dict[str, Any]], contract: Contract, impute: str, scale:
                 center, spread = lo, hi - lo
             else:
                 center, spread = 0.0, 1.0
-            numeric.append(NumericFeature(spec.name, fill, center, spread if spread > 1e-12 else 1.0))
+            numeric.append(
+                NumericFeature(spec.name, fill, center, spread if spread > 1e-12 else 1.0)
+            )
         else:
             counts: Counter[str] = Counter()
             for s in stats:
@@ -282,10 +307,10 @@ def fit_preprocessor(
     max_categories: int = 50,
 ) -> Preprocessor:
     """Fit on the train split (a Ray Dataset of checked rows); only per-block stats reach the driver."""
-    rows = train.map_batches(
-        _block_stats, fn_args=(contract,), batch_format="pyarrow", batch_size=None, zero_copy_batch=True
-    ).take_all()
-    return _finish([json.loads(r["stats"]) for r in rows], contract, impute, scale, encode, max_categories)
+    rows = map_blocks(train, _block_stats, contract).take_all()
+    return _finish(
+        [json.loads(r["stats"]) for r in rows], contract, impute, scale, encode, max_categories
+    )
 
 
 def fit_preprocessor_table(

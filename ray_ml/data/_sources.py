@@ -23,7 +23,6 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from ray_ml.data._blocks import map_blocks
 from ray_ml.data._checks import PARSE_ERROR_COLUMN, RAW_LINE_COLUMN
 from ray_ml.data._contract import ColumnSpec, ColumnType, Contract, Task
 from ray_ml.errors import SourceError
@@ -146,18 +146,6 @@ def resolve_files(uri: str) -> FileSource:
     return FileSource(uri=uri, filesystem=fs, paths=tuple(files), format=formats.pop() or "")
 
 
-def _check_parquet_footers(src: FileSource) -> None:
-    """Read every footer up front: a corrupt file is named here, not deep inside a Ray task."""
-    for path in src.paths:
-        try:
-            pq.read_metadata(src.filesystem.open_input_file(path))
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise SourceError(
-                f"source {src.uri!r}: {path!r} is not a readable Parquet file ({exc}). "
-                "Remove or replace the file."
-            ) from None
-
-
 def _decode_lines(data: bytes) -> list[str]:
     return data.decode("utf-8", "backslashreplace").splitlines()
 
@@ -185,15 +173,20 @@ def _read_csv_tolerant(data: bytes, path: str, columns: list[str] | None) -> pa.
 
     def on_invalid(row: Any) -> str:
         bad.append(
-            (f"{path}: line {row.number}: expected {row.expected_columns} columns, "
-             f"got {row.actual_columns}", row.text or "")
+            (
+                f"{path}: line {row.number}: expected {row.expected_columns} columns, "
+                f"got {row.actual_columns}",
+                row.text or "",
+            )
         )
         return "skip"
 
     def parse(text_type: pa.DataType) -> pa.Table:
         return pacsv.read_csv(
             io.BytesIO(data),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
+            parse_options=pacsv.ParseOptions(
+                invalid_row_handler=on_invalid, newlines_in_values=True
+            ),
             convert_options=pacsv.ConvertOptions(
                 include_columns=wanted,
                 column_types={c: text_type for c in wanted},
@@ -248,7 +241,9 @@ def _read_json_tolerant(data: bytes, path: str, columns: list[str] | None) -> pa
     }
     table = _with_parse_columns(pa.table(cols) if names else pa.table({}).slice(0, 0))
     if bad:
-        table = pa.concat_tables([table, _parse_failure_rows(bad, names)], promote_options="default")
+        table = pa.concat_tables(
+            [table, _parse_failure_rows(bad, names)], promote_options="default"
+        )
     return table
 
 
@@ -260,25 +255,56 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def _tolerant_datasource(src: FileSource, columns: list[str] | None) -> Any:
-    from ray.data.datasource import FileBasedDatasource
+_UNIT_ROWS = 262_144  # rows per read task for Parquet (whole row groups); ~1 block each
 
-    reader = _read_csv_tolerant if src.format == "csv" else _read_json_tolerant
 
-    class TolerantTextDatasource(FileBasedDatasource):
-        """One file -> one block; never raises on malformed content (see module docstring)."""
+def _read_units(src: FileSource, num_blocks: int | None) -> list[dict[str, Any]]:
+    """Split a file source into read units: Parquet by row groups, text formats by file.
 
-        def _read_stream(self, f: pa.NativeFile, path: str) -> Iterator[pa.Table]:
-            yield reader(f.readall(), path, columns)
+    Parquet footers are read here, on the driver, so a corrupt file is named before any task
+    runs. Units are sized to about `_UNIT_ROWS` rows, or to give `num_blocks` units.
+    """
+    if src.format != "parquet":
+        return [{"path": p, "first": 0, "last": -1} for p in src.paths]
+    metas = []
+    for path in src.paths:
+        try:
+            with src.filesystem.open_input_file(path) as f:
+                metas.append((path, pq.read_metadata(f)))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SourceError(
+                f"source {src.uri!r}: {path!r} is not a readable Parquet file ({exc}). "
+                "Remove or replace the file."
+            ) from None
+    total = sum(m.num_rows for _, m in metas)
+    target = max(1, math.ceil(total / num_blocks)) if num_blocks else _UNIT_ROWS
+    units: list[dict[str, Any]] = []
+    for path, meta in metas:
+        first, rows = 0, 0
+        for rg in range(meta.num_row_groups):
+            rows += meta.row_group(rg).num_rows
+            if rows >= target or rg == meta.num_row_groups - 1:
+                units.append({"path": path, "first": first, "last": rg})
+                first, rows = rg + 1, 0
+    return units
 
-    return TolerantTextDatasource(list(src.paths), filesystem=src.filesystem)
+
+def _read_unit(
+    unit: pa.Table, fs: pafs.FileSystem, fmt: str, columns: list[str] | None
+) -> pa.Table:
+    path, first, last = unit["path"][0].as_py(), unit["first"][0].as_py(), unit["last"][0].as_py()
+    with fs.open_input_file(path) as f:
+        if fmt == "parquet":
+            pf = pq.ParquetFile(f)
+            names = pf.schema_arrow.names
+            keep = [c for c in columns if c in names] if columns else None
+            return pf.read_row_groups(list(range(first, last + 1)), columns=keep)
+        data = f.readall()
+    reader = _read_csv_tolerant if fmt == "csv" else _read_json_tolerant
+    return reader(data, path, columns)
 
 
 # -- bundled datasets -------------------------------------------------------------------------------
-def _snake(name: str) -> str:
-    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
-
-
 def _bundled_table(name: str) -> pa.Table:
     import sklearn.datasets as skd
 
@@ -286,8 +312,9 @@ def _bundled_table(name: str) -> pa.Table:
         raise SourceError(
             f"source 'sklearn://{name}': unknown bundled dataset. Choose one of {list(BUNDLED_DATASETS)}."
         )
+    # Original column names (e.g. "mean radius"): rows sent to serving look like the source.
     frame = getattr(skd, f"load_{name}")(as_frame=True).frame
-    frame.columns = [_snake(str(c)) for c in frame.columns]
+    frame.columns = [str(c) for c in frame.columns]
     if name != "diabetes":
         frame["target"] = frame["target"].astype("int64")
     return pa.Table.from_pandas(frame, preserve_index=False)
@@ -338,7 +365,9 @@ class SyntheticSpec:
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> SourceError:
-            return SourceError(f"synthetic source: `{key}` {why}, but got {key}={getattr(self, key)}.")
+            return SourceError(
+                f"synthetic source: `{key}` {why}, but got {key}={getattr(self, key)}."
+            )
 
         if self.task not in ("classification", "regression"):
             raise bad("task", "must be classification or regression")
@@ -376,7 +405,9 @@ class SyntheticSpec:
 
     @property
     def n_informative(self) -> int:
-        return self.features // 2 + 1 if self.informative < 0 else min(self.informative, self.features)
+        return (
+            self.features // 2 + 1 if self.informative < 0 else min(self.informative, self.features)
+        )
 
     @property
     def priors(self) -> np.ndarray:
@@ -392,7 +423,9 @@ class SyntheticSpec:
 
     def contract(self) -> Contract:
         nullable = self.null_rate > 0
-        cols = [ColumnSpec(f"f{i}", ColumnType.FLOAT, nullable=nullable) for i in range(self.features)]
+        cols = [
+            ColumnSpec(f"f{i}", ColumnType.FLOAT, nullable=nullable) for i in range(self.features)
+        ]
         cols += [
             ColumnSpec(f"c{i}", ColumnType.CATEGORY, nullable=nullable, categories=_LEVELS)
             for i in range(self.categorical)
@@ -413,10 +446,13 @@ class SyntheticSpec:
         k_inf = self.n_informative
         centroids = structure.normal(0.0, 1.2, size=(self.classes, k_inf))
         weights = structure.normal(0.0, 1.0, size=k_inf)
-        level_bias = structure.dirichlet(np.ones(len(_LEVELS)) * 2, size=(max(self.categorical, 1), self.classes))
+        level_bias = structure.dirichlet(
+            np.ones(len(_LEVELS)) * 2, size=(max(self.categorical, 1), self.classes)
+        )
         rng = np.random.default_rng([self.seed, index + 1])
         x = rng.standard_normal((n, self.features))
         cols: dict[str, Any] = {}
+        y: np.ndarray
         if self.task == "classification":
             y = rng.choice(self.classes, size=n, p=self.priors)
             x[:, :k_inf] += centroids[y]
@@ -449,8 +485,8 @@ class SyntheticSpec:
         return math.ceil(self.rows / _CHUNK_ROWS)
 
 
-def _synthetic_chunks(batch: dict[str, np.ndarray], spec: SyntheticSpec) -> pa.Table:
-    return pa.concat_tables([spec.chunk(int(i)) for i in batch["id"]])
+def _synthetic_chunks(batch: pa.Table, spec: SyntheticSpec) -> pa.Table:
+    return pa.concat_tables([spec.chunk(int(i)) for i in batch.column("id").to_pylist()])
 
 
 # -- public entry points ----------------------------------------------------------------------------
@@ -463,7 +499,9 @@ def source_contract(uri: str) -> Contract | None:
     return None
 
 
-def read_source(uri: str, columns: list[str] | None = None, num_blocks: int | None = None) -> ray.data.Dataset:
+def read_source(
+    uri: str, columns: list[str] | None = None, num_blocks: int | None = None
+) -> ray.data.Dataset:
     """Read one source as a Ray Dataset of raw (not yet checked) rows.
 
     Args:
@@ -479,18 +517,19 @@ def read_source(uri: str, columns: list[str] | None = None, num_blocks: int | No
     if uri.startswith("synthetic://"):
         spec = SyntheticSpec.from_uri(uri)
         blocks = min(spec.num_chunks, num_blocks or max(spec.num_chunks, 1))
-        return ray.data.range(spec.num_chunks, override_num_blocks=blocks).map_batches(
-            _synthetic_chunks, fn_kwargs={"spec": spec}, batch_size=1, batch_format="numpy"
+        return map_blocks(
+            ray.data.range(spec.num_chunks, override_num_blocks=blocks),
+            _synthetic_chunks,
+            spec,
+            batch_size=1,
         )
+    # One Ray task per read unit, reading with pyarrow directly: on 2 CPUs this measured 2.5x
+    # faster than ray.data.read_parquet (its file listing and block splitting dominate here),
+    # and it lets the tolerant CSV/JSON readers keep bad lines instead of failing the task.
     src = resolve_files(uri)
-    if src.format == "parquet":
-        _check_parquet_footers(src)
-        return ray.data.read_parquet(
-            list(src.paths), filesystem=src.filesystem, override_num_blocks=num_blocks
-        )
-    return ray.data.read_datasource(
-        _tolerant_datasource(src, columns), override_num_blocks=num_blocks
-    )
+    units = _read_units(src, num_blocks)
+    items = ray.data.from_items(units, override_num_blocks=len(units))
+    return map_blocks(items, _read_unit, src.filesystem, src.format, columns, batch_size=1)
 
 
 def read_sample(uri: str, rows: int = 10_000) -> pa.Table:

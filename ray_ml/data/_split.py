@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ray_ml.data._blocks import map_blocks
 from ray_ml.data._checks import ROW_HASH_COLUMN, splitmix64
 from ray_ml.data._contract import Contract
 from ray_ml.errors import ConfigError
@@ -31,12 +32,16 @@ _BITS = 10
 _BINS = 1 << _BITS
 
 
-def _strata_and_bins(table: pa.Table, label: str, classes: list[Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _strata_and_bins(
+    table: pa.Table, label: str, classes: list[Any], seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     hashes = table.column(ROW_HASH_COLUMN).to_numpy()
     mixed = splitmix64(hashes ^ splitmix64(np.full(1, seed, np.uint64))[0])
     bins = (mixed >> np.uint64(64 - _BITS)).astype(np.int64)
     if classes:
-        idx = pc.index_in(table.column(label), value_set=pa.array(classes, table.schema.field(label).type))
+        idx = pc.index_in(
+            table.column(label), value_set=pa.array(classes, table.schema.field(label).type)
+        )
         strata = idx.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
     else:
         strata = np.zeros(table.num_rows, np.int64)
@@ -92,7 +97,14 @@ class SplitPlan:
         return table.append_column(PART_COLUMN, pa.array(part, pa.int8()))
 
 
-def plan_split(histogram: np.ndarray, fractions: list[float], part_names: list[str], classes: list[Any], seed: int, label: str) -> SplitPlan:
+def plan_split(
+    histogram: np.ndarray,
+    fractions: list[float],
+    part_names: list[str],
+    classes: list[Any],
+    seed: int,
+    label: str,
+) -> SplitPlan:
     """Choose per-stratum cut points on a (strata, bins) histogram."""
     cum_frac = np.cumsum(fractions)[:-1]
     n_strata = histogram.shape[0]
@@ -154,21 +166,26 @@ def split_dataset(
     else:
         fractions = [1.0 - val_fraction - test_fraction, val_fraction, test_fraction]
         names = ["train", "validation", "test"]
-    kw: dict[str, Any] = {"batch_format": "pyarrow", "batch_size": None, "zero_copy_batch": True}
-    hist_rows = ds.map_batches(_histogram, fn_args=(contract.label, classes, seed), **kw).take_all()
+    hist_rows = map_blocks(ds, _histogram, contract.label, classes, seed).take_all()
     n_strata = max(len(classes), 1)
     hist = np.zeros(n_strata * _BINS, np.int64)
     for row in hist_rows:
         hist += np.asarray(row["counts"], np.int64)
-    plan = plan_split(hist.reshape(n_strata, _BINS), fractions, names, classes, seed, contract.label)
-    assigned = ds.map_batches(plan.assign, **kw).materialize()
+    plan = plan_split(
+        hist.reshape(n_strata, _BINS), fractions, names, classes, seed, contract.label
+    )
+    assigned = map_blocks(ds, plan.assign).materialize()
 
     def part(ids: list[int]) -> ray.data.Dataset:
-        return assigned.map_batches(_select, fn_args=(ids,), **kw)
+        return map_blocks(assigned, _select, ids)
 
     if kfold:
         folds = [part([i]) for i in range(kfold)]
         return Splits(
-            train=part(list(range(1, kfold))), validation=folds[0], test=part([kfold]), plan=plan, folds=folds
+            train=part(list(range(1, kfold))),
+            validation=folds[0],
+            test=part([kfold]),
+            plan=plan,
+            folds=folds,
         )
     return Splits(train=part([0]), validation=part([1]), test=part([2]), plan=plan)

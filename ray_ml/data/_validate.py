@@ -18,7 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from ray_ml.data._checks import RAW_COLUMN, REASON_COLUMN, ROW_HASH_COLUMN, check_table, checked_schema
+from ray_ml.data._blocks import map_blocks
+from ray_ml.data._checks import (
+    RAW_COLUMN,
+    REASON_COLUMN,
+    ROW_HASH_COLUMN,
+    check_table,
+    checked_schema,
+)
 from ray_ml.data._contract import Contract
 from ray_ml.data._sources import read_source
 from ray_ml.errors import ConfigError, RejectRateExceeded
@@ -60,7 +67,9 @@ class ValidationReport:
         return out
 
     def failure_message(self) -> str:
-        top = ", ".join(f"{k}={v}" for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1])[:5])
+        top = ", ".join(
+            f"{k}={v}" for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1])[:5]
+        )
         where = f" Rejected rows with their reasons: {self.quarantine}." if self.quarantine else ""
         return (
             f"data check failed: {self.rows_rejected} of {self.rows_in} rows rejected "
@@ -104,7 +113,9 @@ def _only_rejected(table: pa.Table) -> pa.Table:
 
 
 def _only_ok(table: pa.Table) -> pa.Table:
-    return table.filter(pc.is_null(table.column(REASON_COLUMN))).drop_columns([REASON_COLUMN, RAW_COLUMN])
+    return table.filter(pc.is_null(table.column(REASON_COLUMN))).drop_columns(
+        [REASON_COLUMN, RAW_COLUMN]
+    )
 
 
 def _pad(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -121,11 +132,17 @@ def _rejected_padded(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def _recheck(table: pa.Table, contract: Contract) -> pa.Table:
     """Full check after a join; rows already rejected on one side keep their reasons."""
-    return check_table(table.drop_columns([c for c in table.column_names if c.startswith("_")]), contract)
+    return check_table(
+        table.drop_columns([c for c in table.column_names if c.startswith("_")]), contract
+    )
 
 
 def _prepare_quarantine(uri: str) -> tuple[pafs.FileSystem, str]:
-    fs, path = (pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), str(Path(uri).resolve())))
+    fs, path = (
+        pafs.FileSystem.from_uri(uri)
+        if "://" in uri
+        else (pafs.LocalFileSystem(), str(Path(uri).resolve()))
+    )
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.File:
         raise ConfigError(f"quarantine path {uri!r} is a file; give a directory.")
@@ -166,16 +183,12 @@ def check_sources(
         raise_on_failure: Raise `RejectRateExceeded` (after writing the quarantine) when the
             threshold is exceeded; otherwise return and let the caller look at `report.passed`.
     """
-    import ray.data
-
     if not sources:
         raise ConfigError("data.sources is empty: give at least one source.")
     names = contract.names
-    kwargs = {"batch_format": "pyarrow", "batch_size": None, "zero_copy_batch": True}
     if merge == "union" or len(sources) == 1:
         parts = [
-            read_source(s, names, num_blocks).map_batches(check_table, fn_args=(contract,), **kwargs)
-            for s in sources
+            map_blocks(read_source(s, names, num_blocks), check_table, contract) for s in sources
         ]
         checked = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     elif merge == "join":
@@ -191,23 +204,26 @@ def check_sources(
             raw = read_source(s, names, num_blocks)
             present = [c for c in raw.schema().names if c in names]
             specs = contract.subset(present)
-            side = raw.map_batches(check_table, fn_args=(contract, specs), **kwargs).materialize()
-            rejected.append(side.map_batches(_rejected_padded, fn_args=(full,), **kwargs))
+            side = map_blocks(raw, check_table, contract, specs).materialize()
+            rejected.append(map_blocks(side, _rejected_padded, full))
             # A column already brought by an earlier source is taken from there (no _x/_y pairs).
             keep = [c.name for c in specs if c.name == join_key or c.name not in seen]
             seen.update(keep)
-            ok.append(side.map_batches(_only_ok, **kwargs).select_columns(keep))
+            ok.append(map_blocks(side, _only_ok).select_columns(keep))
         joined = ok[0]
         for other in ok[1:]:
             joined = joined.join(
-                other, join_type="full_outer", on=(join_key,), num_partitions=max(1, num_blocks or 2)
+                other,
+                join_type="full_outer",
+                on=(join_key,),
+                num_partitions=max(1, num_blocks or 2),
             )
-        checked = joined.map_batches(_recheck, fn_args=(contract,), **kwargs).union(*rejected)
+        checked = map_blocks(joined, _recheck, contract).union(*rejected)
     else:
         raise ConfigError(f"data.merge must be union or join, but got merge={merge!r}.")
 
     checked = checked.materialize()
-    stats = checked.map_batches(_block_stats, **kwargs).take_all()
+    stats = map_blocks(checked, _block_stats).take_all()
     rows_in = sum(r["rows"] for r in stats)
     rows_bad = sum(r["rejected"] for r in stats)
     reasons: Counter[str] = Counter()
@@ -221,7 +237,7 @@ def check_sources(
         fs, path = _prepare_quarantine(quarantine_dir)
         quarantine = quarantine_dir
         if rows_bad:
-            checked.map_batches(_only_rejected, **kwargs).write_parquet(path, filesystem=fs)
+            map_blocks(checked, _only_rejected).write_parquet(path, filesystem=fs)
     report = ValidationReport(
         sources=list(sources),
         rows_in=rows_in,
@@ -234,6 +250,5 @@ def check_sources(
     )
     if raise_on_failure and not report.passed:
         raise RejectRateExceeded(report.failure_message())
-    good = checked.map_batches(_only_ok, **kwargs)
+    good = map_blocks(checked, _only_ok)
     return CheckedData(dataset=good, report=report, contract=contract)
-

@@ -1,4 +1,4 @@
-"""Training building blocks: metrics, the torch MLP and its losses, model bundles, prediction."""
+"""Training on Ray Train (PyTorch DDP, distributed XGBoost), metrics, model bundles, prediction."""
 
 from ray_ml.train._bundle import (
     BUNDLE_FORMAT_VERSION,
@@ -18,6 +18,7 @@ from ray_ml.train._models import (
     predict_scores,
 )
 from ray_ml.train._predictor import Predictor
+from ray_ml.train._run import TrainingFailed, evaluate, run_train_job, run_training
 
 __all__ = [
     "BUNDLE_FORMAT_VERSION",
@@ -25,14 +26,18 @@ __all__ = [
     "Bundle",
     "MetricAccumulator",
     "Predictor",
+    "TrainingFailed",
     "bin_fractions",
     "build_mlp",
     "class_weights_balanced",
     "compute_metrics",
+    "evaluate",
     "load_bundle",
     "loss_fn",
     "output_size",
     "predict_scores",
     "reference_stats",
+    "run_train_job",
+    "run_training",
     "write_bundle",
 ]

@@ -86,7 +86,15 @@ def test_reject_rate_threshold_fails_with_a_clear_message(tmp_path: Path) -> Non
 
 def test_union_of_formats_aligns_columns(tmp_path: Path) -> None:
     pq.write_table(
-        pa.table({"id": [1, 2], "age": [30, 31], "income": [1.0, 2.0], "city": ["paris", "rome"], "y": [0, 1]}),
+        pa.table(
+            {
+                "id": [1, 2],
+                "age": [30, 31],
+                "income": [1.0, 2.0],
+                "city": ["paris", "rome"],
+                "y": [0, 1],
+            }
+        ),
         tmp_path / "a.parquet",
     )
     # no income column at all: it is nullable, so these rows are fine
@@ -101,7 +109,9 @@ def test_union_of_formats_aligns_columns(tmp_path: Path) -> None:
 
 
 def test_join_on_key_keeps_unmatched_rows_as_rejects(tmp_path: Path) -> None:
-    pq.write_table(pa.table({"id": [1, 2, 3], "age": [30, 31, 32], "y": [0, 1, 0]}), tmp_path / "left.parquet")
+    pq.write_table(
+        pa.table({"id": [1, 2, 3], "age": [30, 31, 32], "y": [0, 1, 0]}), tmp_path / "left.parquet"
+    )
     pq.write_table(
         pa.table({"id": [1, 2, 9], "income": [1.0, 2.0, 3.0], "city": ["paris", "rome", "rome"]}),
         tmp_path / "right.parquet",
@@ -112,7 +122,7 @@ def test_join_on_key_keeps_unmatched_rows_as_rejects(tmp_path: Path) -> None:
         merge="join",
         join_key="id",
         quarantine_dir=str(tmp_path / "q"),
-    max_reject_rate=1.0,
+        max_reject_rate=1.0,
     )
     assert sorted(r["id"] for r in res.dataset.take_all()) == [1, 2]
     assert res.report.rows_rejected == 2  # id 3 has no city, id 9 has no age/label
@@ -135,10 +145,16 @@ def test_stratified_split_keeps_minority_share_and_ignores_blocking() -> None:
     results = []
     for blocks in (1, 4):
         checked = check_sources([SYN], contract, num_blocks=blocks)
-        splits = split_dataset(checked.dataset, contract, val_fraction=0.15, test_fraction=0.15, seed=7)
+        splits = split_dataset(
+            checked.dataset, contract, val_fraction=0.15, test_fraction=0.15, seed=7
+        )
         results.append((checked, splits))
         overall = sum(splits.plan.counts[1]) / splits.plan.counts.sum()
-        for name, ds in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
+        for name, ds in (
+            ("train", splits.train),
+            ("validation", splits.validation),
+            ("test", splits.test),
+        ):
             y = np.concatenate([b["target"] for b in ds.iter_batches(batch_format="numpy")])
             assert abs(y.mean() - overall) < 0.01, name  # within 1 percentage point
             assert len(y) == splits.plan.summary()[name]["rows"]
@@ -151,7 +167,9 @@ def test_stratified_split_keeps_minority_share_and_ignores_blocking() -> None:
 def test_kfold_folds_are_disjoint_and_stratified() -> None:
     contract = source_contract(SYN)
     checked = check_sources([SYN], contract)
-    splits = split_dataset(checked.dataset, contract, val_fraction=0, test_fraction=0.2, kfold=4, seed=1)
+    splits = split_dataset(
+        checked.dataset, contract, val_fraction=0, test_fraction=0.2, kfold=4, seed=1
+    )
     seen: set[int] = set()
     for fold in splits.folds:
         hashes = {r["_row_hash"] for r in fold.take_all()}
@@ -167,7 +185,9 @@ def test_preprocessing_sees_only_the_train_split() -> None:
     checked = check_sources([SYN], contract)
     splits = split_dataset(checked.dataset, contract, val_fraction=0.15, test_fraction=0.15, seed=0)
     prep = fit_preprocessor(splits.train, contract)
-    train = pa.concat_tables(splits.train.iter_batches(batch_format="pyarrow")).drop_columns(["_row_hash"])
+    train = pa.concat_tables(splits.train.iter_batches(batch_format="pyarrow")).drop_columns(
+        ["_row_hash"]
+    )
     expected = fit_preprocessor_table(train, contract)
     for got, want in zip(prep.numeric, expected.numeric, strict=True):
         assert (got.center, got.scale) == pytest.approx((want.center, want.scale), rel=1e-9)
@@ -177,13 +197,33 @@ def test_preprocessing_sees_only_the_train_split() -> None:
     assert prep.fit_rows == train.num_rows < 20000
     # and the held-out rows do pull the mean elsewhere: statistics over all rows differ
     everything = pa.concat_tables(checked.dataset.iter_batches(batch_format="pyarrow"))
-    assert pc.mean(everything.column("f0")).as_py() != pytest.approx(prep.numeric[0].center, rel=1e-12)
+    assert pc.mean(everything.column("f0")).as_py() != pytest.approx(
+        prep.numeric[0].center, rel=1e-12
+    )
 
 
 def test_fingerprint_is_stable_and_changes_with_one_row(tmp_path: Path) -> None:
-    table = pa.table({"id": list(range(50)), "age": [30] * 50, "income": [1.0] * 50, "city": ["rome"] * 50, "y": [0, 1] * 25})
+    table = pa.table(
+        {
+            "id": list(range(50)),
+            "age": [30] * 50,
+            "income": [1.0] * 50,
+            "city": ["rome"] * 50,
+            "y": [0, 1] * 25,
+        }
+    )
     pq.write_table(table, tmp_path / "a.parquet")
-    fp = [fingerprint(check_sources([str(tmp_path / "a.parquet")], CONTRACT).report.digest, CONTRACT, {}) for _ in range(2)]
+    fp = [
+        fingerprint(
+            check_sources([str(tmp_path / "a.parquet")], CONTRACT).report.digest, CONTRACT, {}
+        )
+        for _ in range(2)
+    ]
     assert fp[0] == fp[1]
     pq.write_table(table.set_column(1, "age", pa.array([30] * 49 + [31])), tmp_path / "a.parquet")
-    assert fingerprint(check_sources([str(tmp_path / "a.parquet")], CONTRACT).report.digest, CONTRACT, {}) != fp[0]
+    assert (
+        fingerprint(
+            check_sources([str(tmp_path / "a.parquet")], CONTRACT).report.digest, CONTRACT, {}
+        )
+        != fp[0]
+    )

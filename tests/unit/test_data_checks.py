@@ -31,7 +31,10 @@ def reasons_of(table: pa.Table) -> dict[str, str | None]:
     """raw 'a' value -> reason, for readable assertions."""
     raw = [json.loads(r)["a"] if r else None for r in table.column("_raw").to_pylist()]
     a = table.column("a").to_pylist()
-    return {str(r if r is not None else x): reason for r, x, reason in zip(raw, a, table.column("_reject_reason").to_pylist(), strict=True)}
+    return {
+        str(r if r is not None else x): reason
+        for r, x, reason in zip(raw, a, table.column("_reject_reason").to_pylist(), strict=True)
+    }
 
 
 def test_each_rule_is_named_in_the_reason() -> None:
@@ -54,7 +57,10 @@ def test_each_rule_is_named_in_the_reason() -> None:
     assert got["3"] == "c:null"
     # typed output for good rows
     good = out.filter(pa.compute.is_null(out.column("_reject_reason")))
-    assert good.schema.field("flag").type == pa.bool_() and good.column("flag").to_pylist() == [True, False]
+    assert good.schema.field("flag").type == pa.bool_() and good.column("flag").to_pylist() == [
+        True,
+        False,
+    ]
     assert good.column("b").to_pylist() == [1, 6]
 
 
@@ -83,7 +89,19 @@ def test_row_hash_is_content_based_and_layout_independent() -> None:
 def test_csv_reader_keeps_bad_lines_and_bad_encoding() -> None:
     data = b"a,c,y\n1,x,0\n1,2,3,4\n2,\xff\xfe,1\n"
     table = _read_csv_tolerant(data, "f.csv", ["a", "c", "y"])
-    out = check_table(table, CONTRACT.__class__.from_dict({**CONTRACT.to_dict(), "columns": [c for c in CONTRACT.to_dict()["columns"] if c["name"] != "b" and c["name"] != "flag"]}))
+    out = check_table(
+        table,
+        CONTRACT.__class__.from_dict(
+            {
+                **CONTRACT.to_dict(),
+                "columns": [
+                    c
+                    for c in CONTRACT.to_dict()["columns"]
+                    if c["name"] != "b" and c["name"] != "flag"
+                ],
+            }
+        ),
+    )
     reasons = sorted(r for r in out.column("_reject_reason").to_pylist() if r)
     assert reasons == ["_row:parse", "c:encoding"]
 
@@ -91,6 +109,19 @@ def test_csv_reader_keeps_bad_lines_and_bad_encoding() -> None:
 def test_json_reader_falls_back_line_by_line() -> None:
     data = b'{"a": 1, "c": "x", "y": 0}\n{"a": "abc", "c": "x", "y": 1}\nnot json\n'
     table = _read_json_tolerant(data, "f.jsonl", ["a", "c", "y"])
-    out = check_table(table, Contract.from_dict({**CONTRACT.to_dict(), "columns": [c for c in CONTRACT.to_dict()["columns"] if c["name"] in ("a", "c", "y")]}))
-    assert sorted(r for r in out.column("_reject_reason").to_pylist() if r) == ["_row:parse", "a:type"]
+    out = check_table(
+        table,
+        Contract.from_dict(
+            {
+                **CONTRACT.to_dict(),
+                "columns": [
+                    c for c in CONTRACT.to_dict()["columns"] if c["name"] in ("a", "c", "y")
+                ],
+            }
+        ),
+    )
+    assert sorted(r for r in out.column("_reject_reason").to_pylist() if r) == [
+        "_row:parse",
+        "a:type",
+    ]
     assert out.num_rows == 3

@@ -36,11 +36,46 @@ def test_contract_round_trips_through_yaml(tmp_path: Path) -> None:
         ({"tsk": "binary"}, "unknown key(s) ['tsk']"),
         ({"task": "clustering"}, "task='clustering'"),
         ({"label": "nope"}, "label='nope' is not a column"),
-        ({"columns": [{"name": "a", "type": "flaot"}, {"name": "y", "type": "int", "categories": [0, 1]}]}, "type='flaot'"),
-        ({"columns": [{"name": "a", "type": "float", "mni": 0}, {"name": "y", "type": "int", "categories": [0, 1]}]}, "unknown key(s) ['mni']"),
-        ({"columns": [{"name": "a", "type": "float", "min": 5, "max": 1}, {"name": "y", "type": "int", "categories": [0, 1]}]}, "min must be <= max"),
-        ({"columns": [{"name": "y", "type": "int", "categories": [0, 1, 2]}]}, "exactly 2 label categories"),
-        ({"columns": [{"name": "c", "type": "category"}, {"name": "y", "type": "int", "categories": [0, 1]}]}, "needs `categories:`"),
+        (
+            {
+                "columns": [
+                    {"name": "a", "type": "flaot"},
+                    {"name": "y", "type": "int", "categories": [0, 1]},
+                ]
+            },
+            "type='flaot'",
+        ),
+        (
+            {
+                "columns": [
+                    {"name": "a", "type": "float", "mni": 0},
+                    {"name": "y", "type": "int", "categories": [0, 1]},
+                ]
+            },
+            "unknown key(s) ['mni']",
+        ),
+        (
+            {
+                "columns": [
+                    {"name": "a", "type": "float", "min": 5, "max": 1},
+                    {"name": "y", "type": "int", "categories": [0, 1]},
+                ]
+            },
+            "min must be <= max",
+        ),
+        (
+            {"columns": [{"name": "y", "type": "int", "categories": [0, 1, 2]}]},
+            "exactly 2 label categories",
+        ),
+        (
+            {
+                "columns": [
+                    {"name": "c", "type": "category"},
+                    {"name": "y", "type": "int", "categories": [0, 1]},
+                ]
+            },
+            "needs `categories:`",
+        ),
     ],
 )
 def test_bad_contract_names_the_problem(patch: dict, needle: str) -> None:

@@ -54,7 +54,10 @@ def test_merged_block_stats_equal_one_pass() -> None:
     whole = fit_preprocessor_table(t, CONTRACT)
     import json
 
-    parts = [json.loads(_block_stats(t.slice(i, 137), CONTRACT).column("stats")[0].as_py()) for i in range(0, 1000, 137)]
+    parts = [
+        json.loads(_block_stats(t.slice(i, 137), CONTRACT).column("stats")[0].as_py())
+        for i in range(0, 1000, 137)
+    ]
     merged = _finish(parts, CONTRACT, "mean", "standard", "onehot", 50)
     assert merged.numeric[0].center == pytest.approx(whole.numeric[0].center, rel=1e-12)
     assert merged.numeric[0].scale == pytest.approx(whole.numeric[0].scale, rel=1e-12)
@@ -72,7 +75,12 @@ def test_minmax_ordinal_zero_impute() -> None:
 
 def test_split_plan_hits_class_quotas_exactly_on_a_histogram() -> None:
     rng = np.random.default_rng(1)
-    hist = np.stack([np.bincount(rng.integers(0, _BINS, 9900), minlength=_BINS), np.bincount(rng.integers(0, _BINS, 100), minlength=_BINS)])
+    hist = np.stack(
+        [
+            np.bincount(rng.integers(0, _BINS, 9900), minlength=_BINS),
+            np.bincount(rng.integers(0, _BINS, 100), minlength=_BINS),
+        ]
+    )
     plan = plan_split(hist, [0.7, 0.15, 0.15], ["train", "validation", "test"], [0, 1], 0, "y")
     assert plan.counts.sum() == 10_000
     minority = plan.counts[1]

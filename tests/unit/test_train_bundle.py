@@ -506,11 +506,15 @@ def test_torch_weights_are_loaded_with_weights_only(
 
 
 def test_train_package_uses_no_pickle_and_imports_no_ray() -> None:
+    # The bundle/predictor side must load with no Ray at all; the Ray Train loops import Ray
+    # lazily inside their entry points, so importing ray_ml.train stays Ray-free too.
+    pure = {"_bundle.py", "_predictor.py", "_metrics.py", "_models.py"}
     for file in (REPO / "ray_ml" / "train").glob("*.py"):
         text = file.read_text()
-        assert not re.search(
-            r"^\s*(import|from)\s+(pickle|cloudpickle|joblib|ray)\b", text, re.M
-        ), file
+        banned = (
+            "pickle|cloudpickle|joblib|ray" if file.name in pure else "pickle|cloudpickle|joblib"
+        )
+        assert not re.search(rf"^\s*(import|from)\s+({banned})\b", text, re.M), file
     code = "import sys, ray_ml.train; assert 'ray' not in sys.modules, 'ray was imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 

@@ -1,0 +1,19 @@
+"""Train one model and write its bundle: python -m jobs.train experiment=demo [key=value ...]."""
+
+import hydra
+from omegaconf import DictConfig
+
+from ray_ml._entry import run_job
+from ray_ml.config import register_configs
+from ray_ml.train import run_train_job
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    run_job(cfg, run_train_job)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Pieces shared by the PyTorch and XGBoost per-worker loops.
+
+`LoopSpec` is everything a worker needs, as plain data (it crosses to Ray workers and into Tune
+trials), built once on the driver by `run_training`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ray_ml.data import Preprocessor
+from ray_ml.data._checks import ROW_HASH_COLUMN
+
+__all__ = ["LoopSpec", "maybe_chaos_kill", "validation_part"]
+
+
+@dataclass
+class LoopSpec:
+    """What a training worker needs to know; see `ray_ml.config` for the meaning of each knob."""
+
+    task: str
+    classes: list[Any]
+    preprocessor: dict[str, Any]
+    model: dict[str, Any]
+    train: dict[str, Any]
+    seed: int
+    train_rows: int
+    class_weights: list[float] | None = None
+    use_gpu: bool = False
+    chaos_dir: str | None = None  # where the one-shot fault-injection marker lives
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> LoopSpec:
+        return cls(**raw)
+
+    def preprocessing(self) -> Preprocessor:
+        return Preprocessor.from_dict(self.preprocessor)
+
+
+def validation_part(table: pa.Table, rank: int, world: int) -> pa.Table:
+    """This worker's share of the validation set: rows whose content hash is rank mod world.
+
+    Every worker reads the whole (unsplit) validation dataset and keeps its part, so the parts
+    are disjoint and cover every row: metrics gathered from all workers are over the full set,
+    with no row dropped to even out shards.
+    """
+    if world == 1:
+        return table
+    h = table.column(ROW_HASH_COLUMN).to_numpy()
+    return table.filter(pa.array((h % np.uint64(world)) == rank))
+
+
+def maybe_chaos_kill(spec: LoopSpec, epoch: int, rank: int) -> None:
+    """Fault injection for recovery tests: SIGKILL this worker once, after `epoch`'s checkpoint.
+
+    Enabled by `train.chaos_kill_at_epoch`; a marker file makes it fire once per run, so the
+    restarted worker group carries on. The kill is real: the process dies without cleanup.
+    """
+    at = int(spec.train.get("chaos_kill_at_epoch", -1))
+    if at < 0 or epoch != at or rank != 0 or not spec.chaos_dir:
+        return
+    marker = Path(spec.chaos_dir) / f"chaos_fired_epoch_{at}"
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"pid": os.getpid(), "epoch": epoch}))
+    os.kill(os.getpid(), signal.SIGKILL)

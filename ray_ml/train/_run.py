@@ -1,0 +1,320 @@
+"""`run_training`: data stage -> Ray Train (PyTorch or XGBoost) -> model bundle -> metrics.
+
+The trainer is named after the run and a hash of everything that shapes the model (model, train,
+scaling config and the data fingerprint), and stored under `<storage_path>/ray_train/`. Ray Train
+restores a run with the same name and storage path from its latest checkpoint, so a crashed run
+(or one whose workers died more often than `train.max_failures` allows) resumes when rerun, while
+a changed config starts a new run instead of loading incompatible weights.
+
+Final metrics come from the bundle itself: its `Predictor` runs over the full validation and test
+sets with Ray Data (`map_batches`), and scikit-learn computes the metrics over every row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from ray_ml.data import PreparedData, prepare_data
+from ray_ml.data._blocks import map_blocks
+from ray_ml.data._checks import ROW_HASH_COLUMN
+from ray_ml.errors import RayMLError
+from ray_ml.train._bundle import reference_stats, write_bundle
+from ray_ml.train._loop_common import LoopSpec
+from ray_ml.train._metrics import compute_metrics
+from ray_ml.train._models import class_weights_balanced
+from ray_ml.train._predictor import Predictor
+
+if TYPE_CHECKING:
+    import ray.data
+
+    from ray_ml.config import RunConfig
+
+__all__ = ["TrainingFailed", "evaluate", "run_train_job", "run_training"]
+
+
+class TrainingFailed(RayMLError):
+    """Ray Train gave up on the run (a worker died more often than train.max_failures allows)."""
+
+
+def _plain(obj: Any) -> Any:
+    return json.loads(json.dumps(dataclasses.asdict(obj), default=str))
+
+
+def _config_hash(cfg: RunConfig, fingerprint: str) -> str:
+    shaping = {"model": _plain(cfg.model), "train": _plain(cfg.train), "scaling": _plain(cfg.scaling), "data": fingerprint, "seed": cfg.seed}
+    shaping["train"].pop("resume", None)
+    shaping["train"].pop("chaos_kill_at_epoch", None)
+    shaping["train"].pop("max_failures", None)
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _oversample(table: pa.Table, label: str, classes: list[Any], factors: list[int]) -> pa.Table:
+    """Repeat each row of class c factors[c] times (deterministic, so resumes replay it)."""
+    values = table.column(label).to_pylist()
+    index = {c: i for i, c in enumerate(classes)}
+    reps = np.array([factors[index[v]] for v in values], np.int64)
+    return table.take(pa.array(np.repeat(np.arange(table.num_rows), reps)))
+
+
+def _scaling_resources(cfg: RunConfig) -> dict[str, float]:
+    s = cfg.scaling
+    per_worker = {"CPU": s.cpus_per_worker, **dict(s.resources_per_worker)}
+    if s.use_gpu:
+        per_worker["GPU"] = s.gpus_per_worker
+    return {k: v * s.num_workers for k, v in per_worker.items()}
+
+
+def _build_trainer(cfg: RunConfig, spec: LoopSpec, datasets: dict[str, ray.data.Dataset], name: str, storage: Path, callbacks: list[Any] | None) -> Any:
+    import ray.train
+
+    s = cfg.scaling
+    per_worker = {"CPU": s.cpus_per_worker, **dict(s.resources_per_worker)}
+    if s.use_gpu:
+        per_worker["GPU"] = s.gpus_per_worker
+    scaling = ray.train.ScalingConfig(
+        num_workers=s.num_workers,
+        use_gpu=s.use_gpu,
+        resources_per_worker=per_worker,
+        placement_strategy=str(s.placement_strategy),
+    )
+    run_config = ray.train.RunConfig(
+        name=name,
+        storage_path=str(storage),
+        failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        callbacks=callbacks or None,
+    )
+    # Validation is read whole by each worker and split by row hash (no rows dropped).
+    data_config = ray.train.DataConfig(datasets_to_split=["train"])
+    if str(cfg.model.kind) == "xgboost":
+        from ray.train.xgboost import XGBoostTrainer
+
+        from ray_ml.train._xgboost import xgboost_train_loop_per_worker
+
+        return XGBoostTrainer(
+            xgboost_train_loop_per_worker,
+            train_loop_config=spec.to_dict(),
+            scaling_config=scaling,
+            run_config=run_config,
+            datasets=datasets,
+            dataset_config=data_config,
+        )
+    from ray.train.torch import TorchTrainer
+
+    from ray_ml.train._torch import torch_train_loop_per_worker
+
+    return TorchTrainer(
+        torch_train_loop_per_worker,
+        train_loop_config=spec.to_dict(),
+        scaling_config=scaling,
+        run_config=run_config,
+        datasets=datasets,
+        dataset_config=data_config,
+    )
+
+
+def evaluate(bundle_dir: str | Path, ds: ray.data.Dataset, label: str) -> dict[str, Any]:
+    """Metrics of a bundle over a whole Ray Dataset, predicting with `Predictor` in map_batches."""
+    import ray.data
+
+    predictor = Predictor.from_bundle(bundle_dir)  # for label encoding; actors load their own
+    out = ds.map_batches(
+        Predictor,
+        fn_constructor_args=(str(bundle_dir),),
+        fn_constructor_kwargs={"keep_columns": [label]},
+        batch_format="pyarrow",
+        batch_size=4096,
+        compute=ray.data.ActorPoolStrategy(size=1),
+    )
+    ys, ss = [], []
+    for batch in out.iter_batches(batch_format="numpy", batch_size=None):
+        ys.append(predictor.preprocessor.labels(pa.table({label: batch[label]})))
+        ss.append(batch["scores"] if "scores" in batch else batch["prediction"])
+    if not ys:
+        return {}
+    return compute_metrics(predictor.task, np.concatenate(ys), np.concatenate(ss), predictor.classes)
+
+
+def _fit(cfg: RunConfig, prepared: PreparedData, train: ray.data.Dataset, validation: ray.data.Dataset, run_name: str, callbacks: list[Any] | None = None) -> tuple[Any, LoopSpec, str]:
+    """One Ray Train run; returns (result, spec, trainer name)."""
+    storage = Path(cfg.storage_path).resolve()
+    contract = prepared.contract
+    classes = contract.classes
+    counts = prepared.splits.plan.counts[:, 0].tolist() if classes else []
+    class_weights = None
+    if classes and str(cfg.train.class_weighting) == "balanced":
+        class_weights = class_weights_balanced([int(c) for c in counts])
+    train_rows = int(train.count())
+    if classes and str(cfg.train.resample) == "oversample":
+        biggest = max(counts)
+        factors = [max(1, round(biggest / max(c, 1))) for c in counts]
+        train = map_blocks(train, _oversample, contract.label, classes, factors)
+        train_rows = sum(c * f for c, f in zip(counts, factors, strict=True))
+    # Materialized in the object store (not on the driver): iterating it needs no Ray Data
+    # tasks, so training workers holding every CPU cannot starve the input pipeline.
+    train = train.materialize()
+    validation = validation.materialize()
+    spec = LoopSpec(
+        task=contract.task.value,
+        classes=classes,
+        preprocessor=prepared.preprocessor.to_dict(),
+        model=_plain(cfg.model),
+        train=_plain(cfg.train),
+        seed=cfg.seed,
+        train_rows=train_rows,
+        class_weights=class_weights,
+        use_gpu=cfg.scaling.use_gpu,
+        extra={"cpus_per_worker": cfg.scaling.cpus_per_worker},
+    )
+    name = f"{run_name}-{cfg.model.kind}-{_config_hash(cfg, prepared.fingerprint)}"
+    trial_dir = storage / "ray_train" / name
+    if not cfg.train.resume and trial_dir.exists():
+        shutil.rmtree(trial_dir)
+    spec.chaos_dir = str(storage / "chaos" / name)
+    trainer = _build_trainer(cfg, spec, {"train": train, "validation": validation}, name, storage / "ray_train", callbacks)
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # Ray Train wraps worker deaths in its own error types
+        if isinstance(exc, RayMLError):
+            raise
+        hint = (
+            "Set train.max_failures>=1 to restart the workers from the last checkpoint automatically."
+            if cfg.train.max_failures == 0
+            else f"It failed more than train.max_failures={cfg.train.max_failures} times."
+        )
+        raise TrainingFailed(
+            f"training run {name!r} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:500]}. {hint} "
+            f"Rerunning the same command resumes from the last checkpoint under {trial_dir}."
+        ) from exc
+    if result.checkpoint is None:
+        raise TrainingFailed(f"training run {name!r} finished without a checkpoint; see the logs under {trial_dir}.")
+    return result, spec, name
+
+
+def _write_bundle(cfg: RunConfig, prepared: PreparedData, result: Any, spec: LoopSpec, path: Path, metrics: dict[str, Any], extra: dict[str, Any]) -> Path:
+    contract = prepared.contract
+    sample = prepared.splits.train.limit(100_000)
+    table = pa.concat_tables(list(sample.iter_batches(batch_format="pyarrow", batch_size=None)))
+    ref = reference_stats(table.drop_columns([ROW_HASH_COLUMN]), contract)
+    common = {
+        "preprocessor": prepared.preprocessor,
+        "contract": contract,
+        "reference_stats": ref,
+        "metrics": metrics,
+        "manifest_extra": extra,
+        "overwrite": True,
+    }
+    with result.checkpoint.as_directory() as d:
+        if str(cfg.model.kind) == "xgboost":
+            from ray_ml.train._xgboost import load_xgboost_checkpoint
+
+            raw, facts = load_xgboost_checkpoint(d, early_stopping=cfg.model.early_stopping_rounds > 0)
+            return write_bundle(path, model_kind="xgboost", model_config={**_plain(cfg.model), **facts}, xgboost_model=raw, **common)
+        from ray_ml.train._torch import load_torch_checkpoint
+
+        state, progress = load_torch_checkpoint(d)
+        return write_bundle(path, model_kind="mlp", model_config=progress["model_kwargs"], state_dict=state, **common)
+
+
+def run_training(cfg: RunConfig, *, prepared: PreparedData | None = None, run_name: str | None = None, callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Train the configured model on the current Ray cluster and write its bundle.
+
+    Args:
+        cfg: The whole run config.
+        prepared: The data stage's output, if already computed (tuning reuses one per sweep).
+        run_name: Name for the run's outputs (default `cfg.name`); Tune passes the trial id.
+        callbacks: Ray Train callbacks (Tune's report callback, for instance).
+
+    Returns:
+        The summary: `metrics` (`validation`, `test`, and `cv` with k-fold), `bundle`,
+        `fingerprint`, `wall_s`, `resources`, the training history and the restarts seen.
+    """
+    t0 = time.perf_counter()
+    run_name = run_name or cfg.name
+    storage = Path(cfg.storage_path).resolve()
+    run_dir = storage / run_name
+    prepared = prepared or prepare_data(cfg.data, cfg.seed, run_dir / "data")
+    splits = prepared.splits
+    cv: dict[str, Any] | None = None
+    if splits.folds:
+        per_fold = []
+        for i in range(1, len(splits.folds)):  # fold 0 is the main run below
+            others = [f for j, f in enumerate(splits.folds) if j != i]
+            fold_train = others[0].union(*others[1:])
+            result, _, _ = _fit(cfg, prepared, fold_train, splits.folds[i], f"{run_name}-fold{i}", callbacks)
+            per_fold.append(result.metrics)
+    result, spec, trainer_name = _fit(cfg, prepared, splits.train, splits.validation, run_name, callbacks)
+    if splits.folds:
+        per_fold.insert(0, result.metrics)
+        keys = [k for k, v in per_fold[0].items() if k.startswith("val_") and isinstance(v, (int, float))]
+        cv = {
+            k: {
+                "mean": statistics.fmean(f[k] for f in per_fold),
+                "std": statistics.pstdev(f[k] for f in per_fold),
+                "folds": [f[k] for f in per_fold],
+            }
+            for k in keys
+            if all(k in f for f in per_fold)
+        }
+    wall_train = time.perf_counter() - t0
+    bundle_dir = run_dir / "bundle"
+    extra = {
+        "run_name": run_name,
+        "trainer_name": trainer_name,
+        "config": json.loads(json.dumps(_plain(cfg), default=str)),
+        "data_fingerprint": prepared.fingerprint,
+        "wall_s": round(wall_train, 3),
+        "resources": _scaling_resources(cfg),
+    }
+    # Metrics come from the bundle's own predictor, so write it, evaluate, then rewrite with them.
+    staging = run_dir / "bundle.staging"
+    _write_bundle(cfg, prepared, result, spec, staging, {}, extra)
+    label = prepared.contract.label
+    metrics = {
+        "validation": evaluate(staging, splits.validation, label),
+        "test": evaluate(staging, splits.test, label),
+    }
+    if cv:
+        metrics["cv"] = cv
+    _write_bundle(cfg, prepared, result, spec, bundle_dir, metrics, extra)
+    shutil.rmtree(staging, ignore_errors=True)
+    restarts = len(list((storage / "chaos" / trainer_name).glob("chaos_fired_*"))) if (storage / "chaos" / trainer_name).exists() else 0
+    summary = {
+        "job": "train",
+        "name": run_name,
+        "model": str(cfg.model.kind),
+        "metrics": metrics,
+        "bundle": str(bundle_dir),
+        "fingerprint": prepared.fingerprint,
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "resources": _scaling_resources(cfg),
+        "trainer": trainer_name,
+        "checkpoint": result.checkpoint.path,
+        "last_reported": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float, bool)) and not (isinstance(v, float) and math.isnan(v))},
+        "chaos_kills": restarts,
+        "data": {"rows_ok": prepared.report.rows_ok, "rows_rejected": prepared.report.rows_rejected},
+    }
+    (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def run_train_job(cfg: RunConfig) -> dict[str, Any]:
+    """`python -m jobs.train`: embedded (or joined) Ray, then `run_training`."""
+    from ray_ml.cluster import start_ray, stop_ray
+
+    handle = start_ray(cfg.cluster)
+    try:
+        return run_training(cfg)
+    finally:
+        stop_ray(handle)

@@ -1,0 +1,158 @@
+"""The XGBoost per-worker loop run by Ray Train's (distributed) XGBoostTrainer.
+
+Each worker turns its train shard into a DMatrix through the run's `Preprocessor` (the function
+serving uses) and trains inside the collective context Ray Train sets up, so the trees are built
+over all shards together. The validation set is read whole by every worker and split by row
+hash, so XGBoost's distributed evaluation covers every validation row exactly once.
+
+Checkpoints are the booster (`model.ubj`) plus a small progress file, every
+`model.checkpoint_every_rounds` boosting rounds and at the end; a restarted worker group continues
+boosting from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import xgboost as xgb
+
+from ray_ml.train._loop_common import LoopSpec, maybe_chaos_kill, validation_part
+
+__all__ = ["MODEL_FILE", "load_xgboost_checkpoint", "xgboost_params", "xgboost_train_loop_per_worker"]
+
+MODEL_FILE = "model.ubj"
+PROGRESS_FILE = "progress.json"
+_EVAL_METRIC = {"binary": "logloss", "multiclass": "mlogloss", "regression": "rmse"}
+
+
+def xgboost_params(spec: LoopSpec) -> dict[str, Any]:
+    """XGBoost parameters from the model/train config (hist; cuda when GPUs are used)."""
+    m = spec.model
+    params: dict[str, Any] = {
+        "tree_method": m.get("tree_method", "hist"),
+        "max_depth": m["max_depth"],
+        "eta": m["eta"],
+        "subsample": m["subsample"],
+        "colsample_bytree": m["colsample_bytree"],
+        "min_child_weight": m["min_child_weight"],
+        "lambda": m["reg_lambda"],
+        "seed": spec.seed,
+        "eval_metric": _EVAL_METRIC[spec.task],
+        "device": "cuda" if spec.use_gpu else "cpu",
+        "nthread": max(1, int(spec.extra.get("cpus_per_worker", 1))),
+    }
+    if spec.task == "binary":
+        params["objective"] = "binary:logistic"
+        if spec.class_weights:  # balanced weights -> the usual negatives/positives ratio
+            params["scale_pos_weight"] = spec.class_weights[1] / spec.class_weights[0]
+    elif spec.task == "multiclass":
+        params["objective"] = "multi:softprob"
+        params["num_class"] = len(spec.classes)
+    else:
+        params["objective"] = "reg:squarederror"
+    return params
+
+
+def _read(shard: Any, spec: LoopSpec, part: tuple[int, int] | None) -> xgb.DMatrix | None:
+    prep = spec.preprocessing()
+    tables = [b for b in shard.iter_batches(batch_size=None, batch_format="pyarrow")]
+    table = pa.concat_tables(tables) if tables else None
+    if table is not None and part is not None:
+        table = validation_part(table, *part)
+    if table is None or table.num_rows == 0:
+        return xgb.DMatrix(np.zeros((0, prep.num_features), np.float32), label=np.zeros(0, np.float32))
+    y = prep.labels(table)
+    weight = None
+    if spec.class_weights and spec.task == "multiclass":
+        weight = np.asarray(spec.class_weights, np.float32)[y]
+    return xgb.DMatrix(prep.transform(table), label=y, weight=weight, feature_names=None)
+
+
+class _ReportCallback(xgb.callback.TrainingCallback):
+    """Reports `val_loss`/`train_loss` with a checkpoint every k rounds and at the end."""
+
+    def __init__(self, spec: LoopSpec, rank: int, start_round: int) -> None:
+        self.spec = spec
+        self.rank = rank
+        self.start_round = start_round
+        self.every = int(spec.model.get("checkpoint_every_rounds", 10))
+        self.metric = _EVAL_METRIC[spec.task]
+        self.last_saved = -1
+        self.metrics: dict[str, Any] = {}
+
+    def _report(self, model: xgb.Booster, rnd: int) -> None:
+        import ray.train
+
+        self.last_saved = rnd
+        with tempfile.TemporaryDirectory() as tmp:
+            if self.rank == 0:
+                model.save_model(str(Path(tmp) / MODEL_FILE))
+                (Path(tmp) / PROGRESS_FILE).write_text(json.dumps({"round": rnd, "metrics": self.metrics}))
+            ckpt = ray.train.Checkpoint.from_directory(tmp) if self.rank == 0 else None
+            ray.train.report(self.metrics, checkpoint=ckpt)
+
+    def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: dict[str, Any]) -> bool:
+        rnd = self.start_round + epoch
+        self.metrics = {"epoch": rnd, "round": rnd}
+        for name, key in (("validation", "val_loss"), ("train", "train_loss")):
+            if name in evals_log and self.metric in evals_log[name]:
+                self.metrics[key] = float(evals_log[name][self.metric][-1])
+        if (rnd + 1) % self.every == 0:
+            # Reports are synchronisation points (and Tune's rungs): every k rounds, with a
+            # checkpoint, not every round.
+            self._report(model, rnd)
+            maybe_chaos_kill(self.spec, rnd, self.rank)
+        return False
+
+    def after_training(self, model: xgb.Booster) -> xgb.Booster:
+        rnd = model.num_boosted_rounds() - 1
+        if rnd != self.last_saved and self.metrics:
+            self._report(model, rnd)
+        return model
+
+
+def xgboost_train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point: `XGBoostTrainer(xgboost_train_loop_per_worker, train_loop_config=spec)`."""
+    import ray.train
+
+    spec = LoopSpec.from_dict(config)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    dtrain = _read(ray.train.get_dataset_shard("train"), spec, None)
+    dval = _read(ray.train.get_dataset_shard("validation"), spec, (rank, world))
+    booster, start = None, 0
+    ckpt = ray.train.get_checkpoint()
+    if ckpt:
+        with ckpt.as_directory() as d:
+            booster = xgb.Booster(model_file=str(Path(d) / MODEL_FILE))
+        start = booster.num_boosted_rounds()
+    rounds = int(spec.model["num_boost_round"]) - start
+    if rounds <= 0:
+        return
+    early = int(spec.model.get("early_stopping_rounds", 0))
+    xgb.train(
+        xgboost_params(spec),
+        dtrain,
+        num_boost_round=rounds,
+        evals=[(dtrain, "train"), (dval, "validation")],
+        early_stopping_rounds=early or None,
+        xgb_model=booster,
+        verbose_eval=False,
+        callbacks=[_ReportCallback(spec, rank, start)],
+    )
+
+
+def load_xgboost_checkpoint(directory: str | Path, early_stopping: bool) -> tuple[bytes, dict[str, Any]]:
+    """(UBJ model bytes, facts) from a checkpoint; trees after the best round are dropped."""
+    booster = xgb.Booster(model_file=str(Path(directory) / MODEL_FILE))
+    facts: dict[str, Any] = {"num_boosted_rounds": booster.num_boosted_rounds()}
+    best = booster.attr("best_iteration")
+    if early_stopping and best is not None:
+        booster = booster[: int(best) + 1]  # a Booster predicts with every tree it holds
+        facts["best_iteration"] = int(best)
+    return bytes(booster.save_raw("ubj")), facts
