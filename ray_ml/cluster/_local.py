@@ -76,7 +76,9 @@ def start_ray(cfg: ClusterConfig | None = None, **overrides: Any) -> RayHandle:
             kwargs["dashboard_port"] = settings["dashboard_port"]
         if os.environ.get("RAY_ML_PROGRESS", "1") != "1":
             # Workers (Train, Data) draw their own bars; keep every process quiet alike.
-            kwargs["runtime_env"] = {"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_ML_PROGRESS": "0"}}
+            kwargs["runtime_env"] = {
+                "env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_ML_PROGRESS": "0"}
+            }
         if settings["temp_dir"]:
             kwargs["_temp_dir"] = os.path.abspath(settings["temp_dir"])
         ray.init(**kwargs, **quiet)

@@ -52,7 +52,13 @@ def _plain(obj: Any) -> Any:
 
 
 def _config_hash(cfg: RunConfig, fingerprint: str) -> str:
-    shaping = {"model": _plain(cfg.model), "train": _plain(cfg.train), "scaling": _plain(cfg.scaling), "data": fingerprint, "seed": cfg.seed}
+    shaping = {
+        "model": _plain(cfg.model),
+        "train": _plain(cfg.train),
+        "scaling": _plain(cfg.scaling),
+        "data": fingerprint,
+        "seed": cfg.seed,
+    }
     shaping["train"].pop("resume", None)
     shaping["train"].pop("chaos_kill_at_epoch", None)
     shaping["train"].pop("max_failures", None)
@@ -75,7 +81,14 @@ def _scaling_resources(cfg: RunConfig) -> dict[str, float]:
     return {k: v * s.num_workers for k, v in per_worker.items()}
 
 
-def _build_trainer(cfg: RunConfig, spec: LoopSpec, datasets: dict[str, ray.data.Dataset], name: str, storage: Path, callbacks: list[Any] | None) -> Any:
+def _build_trainer(
+    cfg: RunConfig,
+    spec: LoopSpec,
+    datasets: dict[str, Any],
+    name: str,
+    storage: Path,
+    callbacks: list[Any] | None,
+) -> Any:
     import ray.train
 
     s = cfg.scaling
@@ -143,10 +156,19 @@ def evaluate(bundle_dir: str | Path, ds: ray.data.Dataset, label: str) -> dict[s
         ss.append(batch["scores"] if "scores" in batch else batch["prediction"])
     if not ys:
         return {}
-    return compute_metrics(predictor.task, np.concatenate(ys), np.concatenate(ss), predictor.classes)
+    return compute_metrics(
+        predictor.task, np.concatenate(ys), np.concatenate(ss), predictor.classes
+    )
 
 
-def _fit(cfg: RunConfig, prepared: PreparedData, train: ray.data.Dataset, validation: ray.data.Dataset, run_name: str, callbacks: list[Any] | None = None) -> tuple[Any, LoopSpec, str]:
+def _fit(
+    cfg: RunConfig,
+    prepared: PreparedData,
+    train: ray.data.Dataset,
+    validation: ray.data.Dataset,
+    run_name: str,
+    callbacks: list[Any] | None = None,
+) -> tuple[Any, LoopSpec, str]:
     """One Ray Train run; returns (result, spec, trainer name)."""
     storage = Path(cfg.storage_path).resolve()
     contract = prepared.contract
@@ -182,7 +204,14 @@ def _fit(cfg: RunConfig, prepared: PreparedData, train: ray.data.Dataset, valida
     if not cfg.train.resume and trial_dir.exists():
         shutil.rmtree(trial_dir)
     spec.chaos_dir = str(storage / "chaos" / name)
-    trainer = _build_trainer(cfg, spec, {"train": train, "validation": validation}, name, storage / "ray_train", callbacks)
+    trainer = _build_trainer(
+        cfg,
+        spec,
+        {"train": train, "validation": validation},
+        name,
+        storage / "ray_train",
+        callbacks,
+    )
     try:
         result = trainer.fit()
     except Exception as exc:  # Ray Train wraps worker deaths in its own error types
@@ -198,16 +227,26 @@ def _fit(cfg: RunConfig, prepared: PreparedData, train: ray.data.Dataset, valida
             f"Rerunning the same command resumes from the last checkpoint under {trial_dir}."
         ) from exc
     if result.checkpoint is None:
-        raise TrainingFailed(f"training run {name!r} finished without a checkpoint; see the logs under {trial_dir}.")
+        raise TrainingFailed(
+            f"training run {name!r} finished without a checkpoint; see the logs under {trial_dir}."
+        )
     return result, spec, name
 
 
-def _write_bundle(cfg: RunConfig, prepared: PreparedData, result: Any, spec: LoopSpec, path: Path, metrics: dict[str, Any], extra: dict[str, Any]) -> Path:
+def _write_bundle(
+    cfg: RunConfig,
+    prepared: PreparedData,
+    result: Any,
+    spec: LoopSpec,
+    path: Path,
+    metrics: dict[str, Any],
+    extra: dict[str, Any],
+) -> Path:
     contract = prepared.contract
     sample = prepared.splits.train.limit(100_000)
     table = pa.concat_tables(list(sample.iter_batches(batch_format="pyarrow", batch_size=None)))
     ref = reference_stats(table.drop_columns([ROW_HASH_COLUMN]), contract)
-    common = {
+    common: dict[str, Any] = {
         "preprocessor": prepared.preprocessor,
         "contract": contract,
         "reference_stats": ref,
@@ -219,15 +258,35 @@ def _write_bundle(cfg: RunConfig, prepared: PreparedData, result: Any, spec: Loo
         if str(cfg.model.kind) == "xgboost":
             from ray_ml.train._xgboost import load_xgboost_checkpoint
 
-            raw, facts = load_xgboost_checkpoint(d, early_stopping=cfg.model.early_stopping_rounds > 0)
-            return write_bundle(path, model_kind="xgboost", model_config={**_plain(cfg.model), **facts}, xgboost_model=raw, **common)
+            raw, facts = load_xgboost_checkpoint(
+                d, early_stopping=cfg.model.early_stopping_rounds > 0
+            )
+            return write_bundle(
+                path,
+                model_kind="xgboost",
+                model_config={**_plain(cfg.model), **facts},
+                xgboost_model=raw,
+                **common,
+            )
         from ray_ml.train._torch import load_torch_checkpoint
 
         state, progress = load_torch_checkpoint(d)
-        return write_bundle(path, model_kind="mlp", model_config=progress["model_kwargs"], state_dict=state, **common)
+        return write_bundle(
+            path,
+            model_kind="mlp",
+            model_config=progress["model_kwargs"],
+            state_dict=state,
+            **common,
+        )
 
 
-def run_training(cfg: RunConfig, *, prepared: PreparedData | None = None, run_name: str | None = None, callbacks: list[Any] | None = None) -> dict[str, Any]:
+def run_training(
+    cfg: RunConfig,
+    *,
+    prepared: PreparedData | None = None,
+    run_name: str | None = None,
+    callbacks: list[Any] | None = None,
+) -> dict[str, Any]:
     """Train the configured model on the current Ray cluster and write its bundle.
 
     Args:
@@ -252,12 +311,20 @@ def run_training(cfg: RunConfig, *, prepared: PreparedData | None = None, run_na
         for i in range(1, len(splits.folds)):  # fold 0 is the main run below
             others = [f for j, f in enumerate(splits.folds) if j != i]
             fold_train = others[0].union(*others[1:])
-            result, _, _ = _fit(cfg, prepared, fold_train, splits.folds[i], f"{run_name}-fold{i}", callbacks)
+            result, _, _ = _fit(
+                cfg, prepared, fold_train, splits.folds[i], f"{run_name}-fold{i}", callbacks
+            )
             per_fold.append(result.metrics)
-    result, spec, trainer_name = _fit(cfg, prepared, splits.train, splits.validation, run_name, callbacks)
+    result, spec, trainer_name = _fit(
+        cfg, prepared, splits.train, splits.validation, run_name, callbacks
+    )
     if splits.folds:
         per_fold.insert(0, result.metrics)
-        keys = [k for k, v in per_fold[0].items() if k.startswith("val_") and isinstance(v, (int, float))]
+        keys = [
+            k
+            for k, v in per_fold[0].items()
+            if k.startswith("val_") and isinstance(v, (int, float))
+        ]
         cv = {
             k: {
                 "mean": statistics.fmean(f[k] for f in per_fold),
@@ -289,7 +356,11 @@ def run_training(cfg: RunConfig, *, prepared: PreparedData | None = None, run_na
         metrics["cv"] = cv
     _write_bundle(cfg, prepared, result, spec, bundle_dir, metrics, extra)
     shutil.rmtree(staging, ignore_errors=True)
-    restarts = len(list((storage / "chaos" / trainer_name).glob("chaos_fired_*"))) if (storage / "chaos" / trainer_name).exists() else 0
+    restarts = (
+        len(list((storage / "chaos" / trainer_name).glob("chaos_fired_*")))
+        if (storage / "chaos" / trainer_name).exists()
+        else 0
+    )
     summary = {
         "job": "train",
         "name": run_name,
@@ -301,9 +372,16 @@ def run_training(cfg: RunConfig, *, prepared: PreparedData | None = None, run_na
         "resources": _scaling_resources(cfg),
         "trainer": trainer_name,
         "checkpoint": result.checkpoint.path,
-        "last_reported": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float, bool)) and not (isinstance(v, float) and math.isnan(v))},
+        "last_reported": {
+            k: v
+            for k, v in (result.metrics or {}).items()
+            if isinstance(v, (int, float, bool)) and not (isinstance(v, float) and math.isnan(v))
+        },
         "chaos_kills": restarts,
-        "data": {"rows_ok": prepared.report.rows_ok, "rows_rejected": prepared.report.rows_rejected},
+        "data": {
+            "rows_ok": prepared.report.rows_ok,
+            "rows_rejected": prepared.report.rows_rejected,
+        },
     }
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ray_ml.train._loop_common import LoopSpec, maybe_chaos_kill, validation_part
-from ray_ml.train._metrics import MetricAccumulator, compute_metrics
+from ray_ml.train._metrics import MetricAccumulator
 from ray_ml.train._models import build_mlp, loss_fn, output_size, predict_scores
 
 __all__ = ["load_torch_checkpoint", "torch_train_loop_per_worker"]
@@ -31,7 +31,18 @@ __all__ = ["load_torch_checkpoint", "torch_train_loop_per_worker"]
 STATE_FILE = "state.pt"
 PROGRESS_FILE = "progress.json"
 # Scalar validation metrics reported each epoch (the full dict, per class, is for the bundle).
-_REPORTED = ("accuracy", "f1", "f1_macro", "roc_auc", "pr_auc", "log_loss", "mse", "rmse", "mae", "r2")
+_REPORTED = (
+    "accuracy",
+    "f1",
+    "f1_macro",
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "mse",
+    "rmse",
+    "mae",
+    "r2",
+)
 
 
 def _model_kwargs(spec: LoopSpec) -> dict[str, Any]:
@@ -49,11 +60,15 @@ def _model_kwargs(spec: LoopSpec) -> dict[str, Any]:
 
 def _optimizer(model: torch.nn.Module, t: dict[str, Any]) -> torch.optim.Optimizer:
     if t["optimizer"] == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=t["lr"], momentum=0.9, weight_decay=t["weight_decay"])
+        return torch.optim.SGD(
+            model.parameters(), lr=t["lr"], momentum=0.9, weight_decay=t["weight_decay"]
+        )
     return torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
 
 
-def _scheduler(opt: torch.optim.Optimizer, t: dict[str, Any], total_steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+def _scheduler(
+    opt: torch.optim.Optimizer, t: dict[str, Any], total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     warmup = int(t.get("warmup_fraction", 0.0) * total_steps)
     if t["lr_schedule"] == "cosine":
 
@@ -66,12 +81,17 @@ def _scheduler(opt: torch.optim.Optimizer, t: dict[str, Any], total_steps: int) 
         return torch.optim.lr_scheduler.LambdaLR(opt, cosine)
     if t["lr_schedule"] == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=t["lr"], total_steps=max(total_steps, 1), pct_start=max(t.get("warmup_fraction", 0.0), 0.05)
+            opt,
+            max_lr=t["lr"],
+            total_steps=max(total_steps, 1),
+            pct_start=max(t.get("warmup_fraction", 0.0), 0.05),
         )
     return None
 
 
-def _gather(acc: MetricAccumulator, loss_sum: float, count: int) -> tuple[MetricAccumulator, float, int]:
+def _gather(
+    acc: MetricAccumulator, loss_sum: float, count: int
+) -> tuple[MetricAccumulator, float, int]:
     """All-gather (y, scores) and loss sums from every worker (no-op on one worker)."""
     import torch.distributed as dist
 
@@ -90,7 +110,14 @@ def _gather(acc: MetricAccumulator, loss_sum: float, count: int) -> tuple[Metric
     return merged, total_loss, total_n
 
 
-def _evaluate(model: torch.nn.Module, spec: LoopSpec, loss: torch.nn.Module, device: torch.device, rank: int, world: int) -> dict[str, Any]:
+def _evaluate(
+    model: torch.nn.Module,
+    spec: LoopSpec,
+    loss: torch.nn.Module,
+    device: torch.device,
+    rank: int,
+    world: int,
+) -> dict[str, Any]:
     import ray.train
 
     prep = spec.preprocessing()
@@ -99,7 +126,9 @@ def _evaluate(model: torch.nn.Module, spec: LoopSpec, loss: torch.nn.Module, dev
     loss_sum, n = 0.0, 0
     model.eval()
     with torch.no_grad():
-        for batch in shard.iter_batches(batch_size=max(spec.train["batch_size"], 1024), batch_format="pyarrow"):
+        for batch in shard.iter_batches(
+            batch_size=max(spec.train["batch_size"], 1024), batch_format="pyarrow"
+        ):
             part = validation_part(batch, rank, world)
             if part.num_rows == 0:
                 continue
@@ -114,12 +143,27 @@ def _evaluate(model: torch.nn.Module, spec: LoopSpec, loss: torch.nn.Module, dev
     metrics: dict[str, Any] = {"val_loss": loss_sum / max(n, 1), "val_rows": n}
     if n:
         full = acc.compute(spec.task, spec.classes)
-        metrics.update({f"val_{k}": full[k] for k in _REPORTED if k in full and full[k] is not None})
+        metrics.update(
+            {f"val_{k}": full[k] for k in _REPORTED if k in full and full[k] is not None}
+        )
     return metrics
 
 
-def _save(directory: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, best_state: dict[str, torch.Tensor] | None, progress: dict[str, Any]) -> None:
-    module = model.module if hasattr(model, "module") else model
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside DDP (what checkpoints and bundles store)."""
+    inner = getattr(model, "module", model)
+    return inner if isinstance(inner, torch.nn.Module) else model
+
+
+def _save(
+    directory: Path,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    best_state: dict[str, torch.Tensor] | None,
+    progress: dict[str, Any],
+) -> None:
+    module = _unwrap(model)
     state = {
         "model": module.state_dict(),
         "best_model": best_state if best_state is not None else module.state_dict(),
@@ -128,8 +172,8 @@ def _save(directory: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, s
         "torch_rng": torch.get_rng_state(),
     }
     torch.save(state, directory / STATE_FILE)
-    np_state = np.random.get_state()
-    progress = {**progress, "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    progress = {**progress, "numpy_rng": [kind, np.asarray(keys).tolist(), pos, has_gauss, cached]}
     (directory / PROGRESS_FILE).write_text(json.dumps(progress))
 
 
@@ -151,21 +195,26 @@ def torch_train_loop_per_worker(config: dict[str, Any]) -> None:
     opt = _optimizer(model, t)
     steps_per_epoch = max(1, math.ceil(spec.train_rows / world / t["batch_size"]))
     sched = _scheduler(opt, t, steps_per_epoch * t["epochs"])
-    weights = torch.tensor(spec.class_weights, dtype=torch.float32, device=device) if spec.class_weights else None
+    weights = (
+        torch.tensor(spec.class_weights, dtype=torch.float32, device=device)
+        if spec.class_weights
+        else None
+    )
     loss = loss_fn(spec.task, weights)
     mode_max = t.get("early_stopping_mode", "min") == "max"
     watch = t.get("early_stopping_metric", "val_loss")
     use_bf16 = t.get("mixed_precision") == "bf16" and device.type == "cuda"
 
-    start_epoch, best, bad_epochs, history = 0, None, 0, []
+    start_epoch, bad_epochs = 0, 0
+    best: float | None = None
+    history: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
     ckpt = ray.train.get_checkpoint()
     if ckpt:
         with ckpt.as_directory() as d:
             state = torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=True)
             progress = json.loads((Path(d) / PROGRESS_FILE).read_text())
-        module = model.module if hasattr(model, "module") else model
-        module.load_state_dict(state["model"])
+        _unwrap(model).load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if sched is not None and state["scheduler"]:
             sched.load_state_dict(state["scheduler"])
@@ -206,15 +255,21 @@ def torch_train_loop_per_worker(config: dict[str, Any]) -> None:
                 sched.step()
             loss_sum += float(batch_loss.detach()) * len(y)
             seen += len(y)
-        metrics = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_rows": seen}
+        metrics: dict[str, Any] = {
+            "epoch": epoch,
+            "start_epoch": start_epoch,  # > 0 when this run resumed from a checkpoint
+            "train_loss": loss_sum / max(seen, 1),
+            "train_rows": seen,
+        }
         metrics.update(_evaluate(model, spec, loss, device, rank, world))
         metrics["epoch_s"] = time.perf_counter() - t0
         value = metrics.get(watch)
-        improved = value is not None and (best is None or (value > best if mode_max else value < best))
+        improved = value is not None and (
+            best is None or (value > best if mode_max else value < best)
+        )
         if improved:
             best, bad_epochs = value, 0
-            module = model.module if hasattr(model, "module") else model
-            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in _unwrap(model).state_dict().items()}
         else:
             bad_epochs += 1
         patience = t.get("early_stopping_patience", 0)
@@ -225,7 +280,14 @@ def torch_train_loop_per_worker(config: dict[str, Any]) -> None:
         if last or (epoch + 1) % t.get("checkpoint_every_epochs", 1) == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 if rank == 0:
-                    progress = {"epoch": epoch, "best": best, "bad_epochs": bad_epochs, "history": history, "stopped_early": stop, "model_kwargs": model_kwargs}
+                    progress = {
+                        "epoch": epoch,
+                        "best": best,
+                        "bad_epochs": bad_epochs,
+                        "history": history,
+                        "stopped_early": stop,
+                        "model_kwargs": model_kwargs,
+                    }
                     _save(Path(tmp), model, opt, sched, best_state, progress)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None
                 ray.train.report(metrics, checkpoint=checkpoint)
@@ -241,4 +303,3 @@ def load_torch_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor
     d = Path(directory)
     state = torch.load(d / STATE_FILE, map_location="cpu", weights_only=True)
     return state["best_model"], json.loads((d / PROGRESS_FILE).read_text())
-

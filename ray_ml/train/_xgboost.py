@@ -23,7 +23,12 @@ import xgboost as xgb
 
 from ray_ml.train._loop_common import LoopSpec, maybe_chaos_kill, validation_part
 
-__all__ = ["MODEL_FILE", "load_xgboost_checkpoint", "xgboost_params", "xgboost_train_loop_per_worker"]
+__all__ = [
+    "MODEL_FILE",
+    "load_xgboost_checkpoint",
+    "xgboost_params",
+    "xgboost_train_loop_per_worker",
+]
 
 MODEL_FILE = "model.ubj"
 PROGRESS_FILE = "progress.json"
@@ -65,7 +70,9 @@ def _read(shard: Any, spec: LoopSpec, part: tuple[int, int] | None) -> xgb.DMatr
     if table is not None and part is not None:
         table = validation_part(table, *part)
     if table is None or table.num_rows == 0:
-        return xgb.DMatrix(np.zeros((0, prep.num_features), np.float32), label=np.zeros(0, np.float32))
+        return xgb.DMatrix(
+            np.zeros((0, prep.num_features), np.float32), label=np.zeros(0, np.float32)
+        )
     y = prep.labels(table)
     weight = None
     if spec.class_weights and spec.task == "multiclass":
@@ -92,7 +99,9 @@ class _ReportCallback(xgb.callback.TrainingCallback):
         with tempfile.TemporaryDirectory() as tmp:
             if self.rank == 0:
                 model.save_model(str(Path(tmp) / MODEL_FILE))
-                (Path(tmp) / PROGRESS_FILE).write_text(json.dumps({"round": rnd, "metrics": self.metrics}))
+                (Path(tmp) / PROGRESS_FILE).write_text(
+                    json.dumps({"round": rnd, "metrics": self.metrics})
+                )
             ckpt = ray.train.Checkpoint.from_directory(tmp) if self.rank == 0 else None
             ray.train.report(self.metrics, checkpoint=ckpt)
 
@@ -147,7 +156,9 @@ def xgboost_train_loop_per_worker(config: dict[str, Any]) -> None:
     )
 
 
-def load_xgboost_checkpoint(directory: str | Path, early_stopping: bool) -> tuple[bytes, dict[str, Any]]:
+def load_xgboost_checkpoint(
+    directory: str | Path, early_stopping: bool
+) -> tuple[bytes, dict[str, Any]]:
     """(UBJ model bytes, facts) from a checkpoint; trees after the best round are dropped."""
     booster = xgb.Booster(model_file=str(Path(directory) / MODEL_FILE))
     facts: dict[str, Any] = {"num_boosted_rounds": booster.num_boosted_rounds()}
