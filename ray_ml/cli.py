@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ray_ml.errors import RayMLError, RejectRateExceeded
+from ray_ml.registry._cli import add_registry_parser
 
 __all__ = ["main"]
 
@@ -73,6 +74,27 @@ def _data_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- train / predict -------------------------------------------------------------------------------
+def _train(args: argparse.Namespace) -> int:
+    from ray_ml.config import load_config
+    from ray_ml.train import run_train_job
+
+    _emit(run_train_job(load_config("train", args.overrides)))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ray_ml.cluster import start_ray, stop_ray
+    from ray_ml.train._batch import batch_predict
+
+    handle = start_ray(num_cpus=args.num_cpus, object_store_mb=args.object_store_mb)
+    try:
+        _emit(batch_predict(args.bundle, args.sources, args.out, concurrency=args.concurrency))
+    finally:
+        stop_ray(handle)
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ray-ml", description=__doc__.split("\n\n")[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -118,6 +140,21 @@ def _build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--sample-rows", type=int, default=100_000)
     infer.add_argument("--max-categories", type=int, default=50)
     infer.set_defaults(func=_data_infer)
+
+    train = verbs.add_parser("train", help="train a model (same config and overrides as python -m jobs.train)")
+    train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=demo model=xgboost")
+    train.set_defaults(func=_train)
+
+    predict = verbs.add_parser("predict", help="batch inference of a bundle over sources")
+    predict.add_argument("bundle", metavar="BUNDLE", help="model bundle directory")
+    predict.add_argument("sources", nargs="+", metavar="SOURCE")
+    predict.add_argument("--out", required=True, help="output directory (predictions/ and rejected/)")
+    predict.add_argument("--concurrency", type=int, default=1, help="predictor actors")
+    predict.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
+    predict.add_argument("--object-store-mb", type=int, default=1024)
+    predict.set_defaults(func=_predict)
+
+    add_registry_parser(verbs)
     return parser
 
 

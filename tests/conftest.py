@@ -19,8 +19,10 @@ def ray_session() -> Iterator[None]:
     """A private local Ray (address="local") shared by every `ray` test of the session."""
     from ray_ml.cluster import start_ray, stop_ray
 
+    import torch
+
     os.environ.pop("RAY_ADDRESS", None)
-    handle = start_ray(num_cpus=2, object_store_mb=400)
+    handle = start_ray(num_cpus=2, num_gpus=torch.cuda.device_count(), object_store_mb=400)
     yield
     stop_ray(handle)
 

@@ -479,8 +479,9 @@ class TrainConfig(_Validated):
         prefetch_batches: Batches Ray Data prepares ahead of the training loop.
         local_shuffle_buffer: Rows in each worker's local shuffle buffer; 0 turns it off.
         pin_memory: Pin host batches so copies to the GPU can overlap compute.
-        gpu_cache: Keep each worker's whole shard on its GPU after the first epoch; needs
-            `scaling.use_gpu`.
+        gpu_cache: On a GPU, stream each worker's shard into GPU memory once and permute it
+            there every epoch, when it fits in half the free GPU memory (else stream as usual);
+            ignored on CPU workers.
         class_weighting: Per-class loss weights for imbalanced classification.
         resample: Oversample minority classes in the training split.
         resume: Continue from the latest checkpoint of a run with the same `name`, if any.
@@ -507,7 +508,7 @@ class TrainConfig(_Validated):
     prefetch_batches: int = 1
     local_shuffle_buffer: int = 0
     pin_memory: bool = False
-    gpu_cache: bool = False
+    gpu_cache: bool = True
     class_weighting: ClassWeighting = ClassWeighting.none
     resample: Resample = Resample.none
     resume: bool = True
@@ -1013,13 +1014,6 @@ class RunConfig(_Validated):
                     f"set `cluster.num_cpus={math.ceil(cpus_needed)}` or `cluster.num_cpus=null`"
                     " (every core), or lower `scaling.num_workers`.",
                 )
-        if self.train.gpu_cache and not scaling.use_gpu:
-            raise _fail(
-                "train.gpu_cache",
-                True,
-                "needs scaling.use_gpu=true (there is no GPU to cache the shard on)",
-                "set `train.gpu_cache=false` or `scaling=gpu`.",
-            )
 
 
 # ------------------------------------------------------------------------------ config store

@@ -16,6 +16,7 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from ray_ml.train._loop_common import LoopSpec, maybe_chaos_kill, validation_par
 from ray_ml.train._metrics import MetricAccumulator
 from ray_ml.train._models import build_mlp, loss_fn, output_size, predict_scores
 
-__all__ = ["load_torch_checkpoint", "torch_train_loop_per_worker"]
+__all__ = ["ShardCache", "load_torch_checkpoint", "torch_train_loop_per_worker"]
 
 STATE_FILE = "state.pt"
 PROGRESS_FILE = "progress.json"
@@ -87,6 +88,72 @@ def _scheduler(
             pct_start=max(t.get("warmup_fraction", 0.0), 0.05),
         )
     return None
+
+
+class ShardCache:
+    """A worker's whole train shard as device tensors, permuted on the device every epoch.
+
+    On an H100 this ran 2.2x a loop copying CPU batches, equal to data already on the GPU
+    (see RAY_NOTES.md): after the first pass, no host work or copies remain in the loop.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @classmethod
+    def build(
+        cls, shard: Any, prep: Any, device: torch.device, budget_bytes: int, batch_size: int = 65536
+    ) -> ShardCache | None:
+        """Stream `shard` through `prep` into `device` memory; None if it exceeds the budget."""
+        xs: list[torch.Tensor] = []
+        ys: list[torch.Tensor] = []
+        used = 0
+        for batch in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow"):
+            x = torch.from_numpy(prep.transform(batch))
+            y = torch.from_numpy(prep.labels(batch))
+            used += x.numel() * x.element_size() + y.numel() * y.element_size()
+            if used > budget_bytes:
+                return None  # does not fit: the caller streams instead
+            xs.append(x.to(device, non_blocking=True))
+            ys.append(y.to(device, non_blocking=True))
+        if not ys:
+            return None
+        return cls(torch.cat(xs), torch.cat(ys))
+
+    def batches(self, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator(device=self.y.device).manual_seed(seed)
+        order = torch.randperm(len(self.y), device=self.y.device, generator=generator)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+def _streamed(
+    shard: Any, prep: Any, device: torch.device, t: dict[str, Any], shuffle_seed: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches from Ray Data's streaming iterator, preprocessed and moved to `device`."""
+    for batch in shard.iter_batches(
+        batch_size=t["batch_size"],
+        batch_format="pyarrow",
+        prefetch_batches=t.get("prefetch_batches", 1),
+        local_shuffle_buffer_size=t.get("local_shuffle_buffer") or None,
+        local_shuffle_seed=shuffle_seed if t.get("local_shuffle_buffer") else None,
+    ):
+        x = torch.from_numpy(prep.transform(batch))
+        y = torch.from_numpy(prep.labels(batch))
+        if t.get("pin_memory") and device.type == "cuda":
+            x, y = x.pin_memory(), y.pin_memory()
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def _cache_budget(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 0
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free * 0.5)  # leave room for activations, gradients and optimizer state
 
 
 def _gather(
@@ -225,24 +292,20 @@ def torch_train_loop_per_worker(config: dict[str, Any]) -> None:
             start_epoch = t["epochs"]
 
     train_shard = ray.train.get_dataset_shard("train")
+    cache = None
+    if t.get("gpu_cache") and device.type == "cuda" and start_epoch < t["epochs"]:
+        cache = ShardCache.build(train_shard, prep, device, _cache_budget(device))
     for epoch in range(start_epoch, t["epochs"]):
         t0 = time.perf_counter()
         torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)  # dropout: replayable
         model.train()
         loss_sum, seen = 0.0, 0
-        iterator = train_shard.iter_batches(
-            batch_size=t["batch_size"],
-            batch_format="pyarrow",
-            prefetch_batches=t.get("prefetch_batches", 1),
-            local_shuffle_buffer_size=t.get("local_shuffle_buffer") or None,
-            local_shuffle_seed=(spec.seed + epoch) if t.get("local_shuffle_buffer") else None,
+        batches = (
+            cache.batches(t["batch_size"], spec.seed * 7919 + epoch * 31 + rank)
+            if cache is not None
+            else _streamed(train_shard, prep, device, t, spec.seed + epoch)
         )
-        for batch in iterator:
-            x = torch.from_numpy(prep.transform(batch))
-            y = torch.from_numpy(prep.labels(batch))
-            if t.get("pin_memory") and device.type == "cuda":
-                x, y = x.pin_memory(), y.pin_memory()
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        for x, y in batches:
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = model(x)
             batch_loss = loss(out.float(), y)

@@ -86,3 +86,32 @@ def test_killed_worker_without_retries_fails_fast_and_rerun_resumes(tmp_path: Pa
     summary = run_training(cfg)  # same name and storage: resumes; the one-shot fault is spent
     assert summary["last_reported"]["start_epoch"] >= 1  # from a checkpoint, not from scratch
     assert summary["last_reported"]["epoch"] == 3
+
+
+def test_shard_cache_holds_every_row_and_permutes_reproducibly(tmp_path: Path) -> None:
+    # The GPU cache's logic, exercised on the CPU device with a real Ray Data iterator.
+    import torch
+
+    from ray_ml.train._torch import ShardCache
+
+    cfg = config(tmp_path)
+    prepared = prepare_data(cfg.data, cfg.seed, tmp_path / "d")
+    train = prepared.splits.train.materialize()
+    n = train.count()
+    cache = ShardCache.build(train.iterator(), prepared.preprocessor, torch.device("cpu"), budget_bytes=10**9, batch_size=50)
+    assert cache is not None and len(cache) == n
+    assert cache.x.shape == (n, prepared.preprocessor.num_features)
+    first = torch.cat([y for _, y in cache.batches(64, seed=3)])
+    again = torch.cat([y for _, y in cache.batches(64, seed=3)])
+    other = torch.cat([y for _, y in cache.batches(64, seed=4)])
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert sorted(first.tolist()) == sorted(cache.y.tolist())  # a permutation: every row once
+    assert ShardCache.build(train.iterator(), prepared.preprocessor, torch.device("cpu"), budget_bytes=1000) is None
+
+
+@pytest.mark.gpu
+def test_gpu_training_with_cached_shard_and_bf16(tmp_path: Path) -> None:
+    summary = run_training(
+        config(tmp_path, "scaling=gpu", "cluster=local_gpu", "scaling.num_workers=1", "train.mixed_precision=bf16", "train.epochs=3")
+    )
+    assert summary["metrics"]["test"]["roc_auc"] > 0.9

@@ -267,7 +267,6 @@ def test_missing_value_names_the_key(tmp_path: Path) -> None:
 
 def test_cross_field_checks() -> None:
     assert "`cluster.num_cpus`" in _message(["cluster.num_cpus=1"])  # 2 workers x 1 CPU
-    assert "`train.gpu_cache`" in _message(["train.gpu_cache=true"])
     # A joined cluster may autoscale, so the embedded-Ray capacity checks do not apply.
     cfg = load_config("train", ["scaling=gpu", "cluster.address=auto"])
     assert cfg.scaling.use_gpu
