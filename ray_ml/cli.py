@@ -141,14 +141,20 @@ def _build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--max-categories", type=int, default=50)
     infer.set_defaults(func=_data_infer)
 
-    train = verbs.add_parser("train", help="train a model (same config and overrides as python -m jobs.train)")
-    train.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=demo model=xgboost")
+    train = verbs.add_parser(
+        "train", help="train a model (same config and overrides as python -m jobs.train)"
+    )
+    train.add_argument(
+        "overrides", nargs="*", help="Hydra overrides, e.g. experiment=demo model=xgboost"
+    )
     train.set_defaults(func=_train)
 
     predict = verbs.add_parser("predict", help="batch inference of a bundle over sources")
     predict.add_argument("bundle", metavar="BUNDLE", help="model bundle directory")
     predict.add_argument("sources", nargs="+", metavar="SOURCE")
-    predict.add_argument("--out", required=True, help="output directory (predictions/ and rejected/)")
+    predict.add_argument(
+        "--out", required=True, help="output directory (predictions/ and rejected/)"
+    )
     predict.add_argument("--concurrency", type=int, default=1, help="predictor actors")
     predict.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
     predict.add_argument("--object-store-mb", type=int, default=1024)

@@ -32,7 +32,9 @@ def _bad(table: pa.Table) -> pa.Table:
     return table.filter(pc.is_valid(table.column(REASON_COLUMN))).drop_columns([ROW_HASH_COLUMN])
 
 
-def batch_predict(bundle_dir: str | Path, sources: list[str], out: str | Path, *, concurrency: int = 1) -> dict[str, Any]:
+def batch_predict(
+    bundle_dir: str | Path, sources: list[str], out: str | Path, *, concurrency: int = 1
+) -> dict[str, Any]:
     """Predict every valid row of `sources` with the bundle; write Parquet under `out`.
 
     Writes `out/predictions/` (the input feature columns plus `prediction` and, for

@@ -25,8 +25,17 @@ pytestmark = pytest.mark.e2e
     ],
     ids=["breast_cancer-mlp", "breast_cancer-xgboost", "digits-mlp"],
 )
-def test_default_configs_reach_the_quality_bar(tmp_path: Path, overrides: list[str], metric: str, bar: float) -> None:
-    res = run(sys.executable, "-m", "jobs.train", *overrides, f"storage_path={tmp_path}", "cluster.num_cpus=2")
+def test_default_configs_reach_the_quality_bar(
+    tmp_path: Path, overrides: list[str], metric: str, bar: float
+) -> None:
+    res = run(
+        sys.executable,
+        "-m",
+        "jobs.train",
+        *overrides,
+        f"storage_path={tmp_path}",
+        "cluster.num_cpus=2",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     summary = last_json(res.stdout)
     assert summary["metrics"]["test"][metric] >= bar, summary["metrics"]["test"]
@@ -34,7 +43,18 @@ def test_default_configs_reach_the_quality_bar(tmp_path: Path, overrides: list[s
     assert len(summary["fingerprint"]) == 32 and Path(summary["bundle"], "manifest.json").is_file()
     if "data=breast_cancer" in overrides and "model=xgboost" in overrides:
         # batch inference with the same bundle over the raw source
-        pred = run(sys.executable, "-m", "ray_ml.cli", "predict", summary["bundle"], "sklearn://breast_cancer", "--out", str(tmp_path / "pred"), "--num-cpus", "2")
+        pred = run(
+            sys.executable,
+            "-m",
+            "ray_ml.cli",
+            "predict",
+            summary["bundle"],
+            "sklearn://breast_cancer",
+            "--out",
+            str(tmp_path / "pred"),
+            "--num-cpus",
+            "2",
+        )
         assert pred.returncode == 0, pred.stderr[-2000:]
         out = last_json(pred.stdout)
         assert out["rows_predicted"] == 569 and out["rows_rejected"] == 0

@@ -19,12 +19,20 @@ from ray_ml.train import Predictor, TrainingFailed, load_bundle, run_training
 def config(tmp_path: Path, *overrides: str):
     return load_config(
         "train",
-        ["debug=tiny", "data=breast_cancer", "scaling.num_workers=2", f"storage_path={tmp_path}", *overrides],
+        [
+            "debug=tiny",
+            "data=breast_cancer",
+            "scaling.num_workers=2",
+            f"storage_path={tmp_path}",
+            *overrides,
+        ],
     )
 
 
 def raw_rows(ds) -> pa.Table:
-    return pa.concat_tables(list(ds.iter_batches(batch_format="pyarrow", batch_size=None))).drop_columns(["_row_hash"])
+    return pa.concat_tables(
+        list(ds.iter_batches(batch_format="pyarrow", batch_size=None))
+    ).drop_columns(["_row_hash"])
 
 
 def test_mlp_on_two_workers_metrics_equal_sklearn_and_bundle_round_trips(tmp_path: Path) -> None:
@@ -50,12 +58,16 @@ def test_mlp_on_two_workers_metrics_equal_sklearn_and_bundle_round_trips(tmp_pat
     batch = prepared.splits.validation.map_batches(
         Predictor, fn_constructor_args=(summary["bundle"],), batch_format="pyarrow", batch_size=64
     )
-    online = np.concatenate([b["scores"] for b in batch.iter_batches(batch_format="numpy", batch_size=None)])
+    online = np.concatenate(
+        [b["scores"] for b in batch.iter_batches(batch_format="numpy", batch_size=None)]
+    )
     np.testing.assert_allclose(np.sort(online[:, 1]), np.sort(scores), rtol=0, atol=1e-6)
 
 
 def test_xgboost_on_two_workers(tmp_path: Path) -> None:
-    cfg = config(tmp_path, "model=xgboost", "model.num_boost_round=20", "model.checkpoint_every_rounds=5")
+    cfg = config(
+        tmp_path, "model=xgboost", "model.num_boost_round=20", "model.checkpoint_every_rounds=5"
+    )
     summary = run_training(cfg)
     assert (Path(summary["bundle"]) / "model.ubj").is_file()
     assert summary["last_reported"]["round"] == 19
@@ -68,7 +80,11 @@ def test_xgboost_on_two_workers(tmp_path: Path) -> None:
 def test_killed_worker_resumes_from_checkpoint_and_matches_unfaulted_run(tmp_path: Path) -> None:
     common = ("train.epochs=4", "train.early_stopping_patience=0", "model.dropout=0.2")
     clean = run_training(config(tmp_path, *common, "name=clean"))
-    faulty = run_training(config(tmp_path, *common, "name=faulty", "train.max_failures=1", "train.chaos_kill_at_epoch=1"))
+    faulty = run_training(
+        config(
+            tmp_path, *common, "name=faulty", "train.max_failures=1", "train.chaos_kill_at_epoch=1"
+        )
+    )
     assert faulty["chaos_kills"] == 1  # a train worker really was SIGKILLed once
     # Restarted from a checkpoint, not from scratch: epoch 1's own checkpoint if the controller
     # registered it before the kill, else epoch 0's (the kill races the report).
@@ -78,7 +94,13 @@ def test_killed_worker_resumes_from_checkpoint_and_matches_unfaulted_run(tmp_pat
 
 
 def test_killed_worker_without_retries_fails_fast_and_rerun_resumes(tmp_path: Path) -> None:
-    cfg = config(tmp_path, "train.epochs=4", "name=fragile", "train.chaos_kill_at_epoch=1", "train.resume=true")
+    cfg = config(
+        tmp_path,
+        "train.epochs=4",
+        "name=fragile",
+        "train.chaos_kill_at_epoch=1",
+        "train.resume=true",
+    )
     t0 = time.monotonic()
     with pytest.raises(TrainingFailed, match=r"train.max_failures>=1"):
         run_training(cfg)
@@ -98,7 +120,13 @@ def test_shard_cache_holds_every_row_and_permutes_reproducibly(tmp_path: Path) -
     prepared = prepare_data(cfg.data, cfg.seed, tmp_path / "d")
     train = prepared.splits.train.materialize()
     n = train.count()
-    cache = ShardCache.build(train.iterator(), prepared.preprocessor, torch.device("cpu"), budget_bytes=10**9, batch_size=50)
+    cache = ShardCache.build(
+        train.iterator(),
+        prepared.preprocessor,
+        torch.device("cpu"),
+        budget_bytes=10**9,
+        batch_size=50,
+    )
     assert cache is not None and len(cache) == n
     assert cache.x.shape == (n, prepared.preprocessor.num_features)
     first = torch.cat([y for _, y in cache.batches(64, seed=3)])
@@ -106,12 +134,24 @@ def test_shard_cache_holds_every_row_and_permutes_reproducibly(tmp_path: Path) -
     other = torch.cat([y for _, y in cache.batches(64, seed=4)])
     assert torch.equal(first, again) and not torch.equal(first, other)
     assert sorted(first.tolist()) == sorted(cache.y.tolist())  # a permutation: every row once
-    assert ShardCache.build(train.iterator(), prepared.preprocessor, torch.device("cpu"), budget_bytes=1000) is None
+    assert (
+        ShardCache.build(
+            train.iterator(), prepared.preprocessor, torch.device("cpu"), budget_bytes=1000
+        )
+        is None
+    )
 
 
 @pytest.mark.gpu
 def test_gpu_training_with_cached_shard_and_bf16(tmp_path: Path) -> None:
     summary = run_training(
-        config(tmp_path, "scaling=gpu", "cluster=local_gpu", "scaling.num_workers=1", "train.mixed_precision=bf16", "train.epochs=3")
+        config(
+            tmp_path,
+            "scaling=gpu",
+            "cluster=local_gpu",
+            "scaling.num_workers=1",
+            "train.mixed_precision=bf16",
+            "train.epochs=3",
+        )
     )
     assert summary["metrics"]["test"]["roc_auc"] > 0.9

@@ -1,0 +1,364 @@
+"""Training-loop overhead of Ray Train against plain baselines, side by side in one run.
+
+1. TorchTrainer (2 workers, gloo, data from `ray.train.get_dataset_shard`) vs plain
+   `torch.distributed` DDP (2 processes, gloo, the same rows sliced from an in-memory table).
+   Both loops do the same work per batch (the run's `Preprocessor.transform`, forward, backward,
+   step) on the same MLP; epoch 0 is a warm-up and the measured phase is the later epochs.
+   Reported: in-loop seconds and the ratio ray / plain (target <= 1.10).
+2. XGBoostTrainer (1 worker) vs plain `xgboost.train` on the same rows and parameters: the
+   `xgboost.train` call is timed inside both; the final validation logloss must agree to 1e-3
+   (target ratio <= 1.2).
+3. With `--gpu` on a CUDA machine: ingest variants on one GPU worker (streaming Ray Data
+   batches vs the GPU shard cache vs a plain loop with all data already on the GPU), after a
+   warm-up epoch, with time-to-first-batch reported separately.
+
+    python -m benchmarks.bench_train            # CPU parts; results/bench_train.json
+    python -m benchmarks.bench_train --gpu      # adds the GPU ingest comparison
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ray_ml.data import SyntheticSpec, fit_preprocessor_table
+
+RESULTS = Path(__file__).parent / "results" / "bench_train.json"
+
+
+def _data(rows: int, features: int) -> tuple[pa.Table, Any, Any]:
+    spec = SyntheticSpec(rows=rows, features=features, seed=0)
+    table = pa.concat_tables([spec.chunk(i) for i in range(spec.num_chunks)])
+    contract = spec.contract()
+    return table, contract, fit_preprocessor_table(table, contract)
+
+
+# -- torch: the shared per-batch work ---------------------------------------------------------------
+def _model(num_features: int) -> Any:
+    from ray_ml.train import build_mlp
+
+    return build_mlp(num_features, 1, [256, 256], dropout=0.0, norm="none", activation="relu")
+
+
+def _step(model: Any, opt: Any, loss: Any, prep: Any, batch: pa.Table) -> None:
+    import torch
+
+    x = torch.from_numpy(prep.transform(batch))
+    y = torch.from_numpy(prep.labels(batch))
+    opt.zero_grad(set_to_none=True)
+    loss(model(x), y).backward()
+    opt.step()
+
+
+def _ray_torch_loop(config: dict[str, Any]) -> None:
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from ray_ml.data import Preprocessor
+    from ray_ml.train import loss_fn
+
+    prep = Preprocessor.from_dict(config["prep"])
+    torch.manual_seed(0)
+    model = ray.train.torch.prepare_model(_model(prep.num_features))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss = loss_fn("binary")
+    shard = ray.train.get_dataset_shard("train")
+    times = []
+    for _epoch in range(config["epochs"]):
+        t0 = time.perf_counter()
+        for batch in shard.iter_batches(
+            batch_size=config["batch_size"],
+            batch_format="pyarrow",
+            prefetch_batches=config["prefetch"],
+        ):
+            _step(model, opt, loss, prep, batch)
+        times.append(time.perf_counter() - t0)
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "t.json").write_text(json.dumps(times))
+        ckpt = (
+            ray.train.Checkpoint.from_directory(d)
+            if ray.train.get_context().get_world_rank() == 0
+            else None
+        )
+        ray.train.report({"epoch_s": times}, checkpoint=ckpt)
+
+
+def run_ray_torch(
+    table: pa.Table,
+    prep: Any,
+    workers: int,
+    epochs: int,
+    batch_size: int,
+    storage: str,
+    prefetch: int = 1,
+) -> list[float]:
+    import ray.data
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    ds = ray.data.from_arrow(table).repartition(8).materialize()
+    trainer = TorchTrainer(
+        _ray_torch_loop,
+        train_loop_config={
+            "prep": prep.to_dict(),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "prefetch": prefetch,
+        },
+        scaling_config=ray.train.ScalingConfig(num_workers=workers),
+        run_config=ray.train.RunConfig(name=f"bench-torch-{time.time_ns()}", storage_path=storage),
+        datasets={"train": ds},
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as d:
+        return json.loads(Path(d, "t.json").read_text())
+
+
+def _plain_worker(
+    rank: int,
+    world: int,
+    port: int,
+    path: str,
+    prep_json: str,
+    epochs: int,
+    batch_size: int,
+    out: str,
+) -> None:
+    import pyarrow.parquet as pq
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from ray_ml.data import Preprocessor
+    from ray_ml.train import loss_fn
+
+    torch.set_num_threads(1)  # one CPU per worker, as Ray Train gives each worker
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    prep = Preprocessor.from_dict(json.loads(prep_json))
+    table = pq.read_table(path)
+    n = table.num_rows // world
+    shard = table.slice(rank * n, n)
+    torch.manual_seed(0)
+    model = DistributedDataParallel(_model(prep.num_features))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss = loss_fn("binary")
+    times = []
+    for _epoch in range(epochs):
+        t0 = time.perf_counter()
+        for start in range(0, n, batch_size):
+            _step(model, opt, loss, prep, shard.slice(start, batch_size))
+        times.append(time.perf_counter() - t0)
+    if rank == 0:
+        Path(out).write_text(json.dumps(times))
+    dist.destroy_process_group()
+
+
+def run_plain_torch(
+    table: pa.Table, prep: Any, workers: int, epochs: int, batch_size: int, work: Path
+) -> list[float]:
+    import socket
+
+    import pyarrow.parquet as pq
+    import torch.multiprocessing as mp
+
+    path = work / "bench.parquet"
+    pq.write_table(table, path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = work / "plain.json"
+    mp.start_processes(
+        _plain_worker,
+        args=(workers, port, str(path), json.dumps(prep.to_dict()), epochs, batch_size, str(out)),
+        nprocs=workers,
+        start_method="spawn",
+    )
+    return json.loads(out.read_text())
+
+
+# -- xgboost ----------------------------------------------------------------------------------------
+_XGB = {
+    "objective": "binary:logistic",
+    "eval_metric": "logloss",
+    "tree_method": "hist",
+    "max_depth": 6,
+    "eta": 0.1,
+    "seed": 0,
+    "nthread": 1,
+}
+
+
+def _ray_xgb_loop(config: dict[str, Any]) -> None:
+    import ray.train
+    import xgboost as xgb
+
+    from ray_ml.data import Preprocessor
+
+    prep = Preprocessor.from_dict(config["prep"])
+    train = pa.concat_tables(
+        list(
+            ray.train.get_dataset_shard("train").iter_batches(
+                batch_size=None, batch_format="pyarrow"
+            )
+        )
+    )
+    val = pa.concat_tables(
+        list(
+            ray.train.get_dataset_shard("validation").iter_batches(
+                batch_size=None, batch_format="pyarrow"
+            )
+        )
+    )
+    dtrain = xgb.DMatrix(prep.transform(train), label=prep.labels(train))
+    dval = xgb.DMatrix(prep.transform(val), label=prep.labels(val))
+    log: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    xgb.train(
+        _XGB,
+        dtrain,
+        num_boost_round=config["rounds"],
+        evals=[(dval, "validation")],
+        evals_result=log,
+        verbose_eval=False,
+    )
+    elapsed = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "r.json").write_text(
+            json.dumps({"s": elapsed, "logloss": log["validation"]["logloss"][-1]})
+        )
+        ray.train.report({}, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def run_xgb(table: pa.Table, prep: Any, rounds: int, storage: str) -> dict[str, Any]:
+    import ray.data
+    import ray.train
+    import xgboost as xgb
+    from ray.train.xgboost import XGBoostTrainer
+
+    split = int(table.num_rows * 0.8)
+    train, val = table.slice(0, split), table.slice(split)
+    dtrain = xgb.DMatrix(prep.transform(train), label=prep.labels(train))
+    dval = xgb.DMatrix(prep.transform(val), label=prep.labels(val))
+    xgb.train(_XGB, dtrain, num_boost_round=2)  # warm-up
+    log: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    xgb.train(
+        _XGB,
+        dtrain,
+        num_boost_round=rounds,
+        evals=[(dval, "validation")],
+        evals_result=log,
+        verbose_eval=False,
+    )
+    plain = {"s": time.perf_counter() - t0, "logloss": log["validation"]["logloss"][-1]}
+    trainer = XGBoostTrainer(
+        _ray_xgb_loop,
+        train_loop_config={"prep": prep.to_dict(), "rounds": rounds},
+        scaling_config=ray.train.ScalingConfig(num_workers=1),
+        run_config=ray.train.RunConfig(name=f"bench-xgb-{time.time_ns()}", storage_path=storage),
+        datasets={"train": ray.data.from_arrow(train), "validation": ray.data.from_arrow(val)},
+    )
+    with trainer.fit().checkpoint.as_directory() as d:
+        ray_ = json.loads(Path(d, "r.json").read_text())
+    return {
+        "plain": plain,
+        "ray": ray_,
+        "ray_over_plain_time": ray_["s"] / plain["s"],
+        "logloss_abs_diff": abs(ray_["logloss"] - plain["logloss"]),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--features", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=4, help="epoch 0 is the warm-up")
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--xgb-rounds", type=int, default=100)
+    ap.add_argument(
+        "--prefetch", type=int, default=1, help="Ray Data prefetch_batches (train.prefetch_batches)"
+    )
+    ap.add_argument("--skip-xgboost", action="store_true")
+    ap.add_argument("--gpu", action="store_true")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+
+    from ray_ml.cluster import start_ray
+
+    table, _contract, prep = _data(args.rows, args.features)
+    work = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    start_ray(num_cpus=os.cpu_count(), object_store_mb=2048)
+    workers = 2
+    plain = run_plain_torch(table, prep, workers, args.epochs, args.batch_size, work)
+    ray_t = run_ray_torch(
+        table, prep, workers, args.epochs, args.batch_size, str(work / "ray"), args.prefetch
+    )
+    measured_plain, measured_ray = sum(plain[1:]), sum(ray_t[1:])
+    torch_res = {
+        "workers": workers,
+        "plain_epoch_s": plain,
+        "ray_epoch_s": ray_t,
+        "measured_epochs": args.epochs - 1,
+        "ray_over_plain_in_loop_time": measured_ray / measured_plain,
+        "target": "<= 1.10",
+    }
+    print(
+        f"torch DDP: plain {measured_plain:.2f}s, ray {measured_ray:.2f}s, ratio {measured_ray / measured_plain:.3f}",
+        file=sys.stderr,
+    )
+    xgb_res: dict[str, Any] = {"ray_over_plain_time": None, "logloss_abs_diff": None}
+    if not args.skip_xgboost:
+        xgb_res = run_xgb(table, prep, args.xgb_rounds, str(work / "ray"))
+        print(
+            f"xgboost: ratio {xgb_res['ray_over_plain_time']:.3f}, logloss diff {xgb_res['logloss_abs_diff']:.2e}",
+            file=sys.stderr,
+        )
+    summary = {
+        "benchmark": "bench_train",
+        "command": "python -m benchmarks.bench_train " + " ".join(sys.argv[1:]),
+        "rows": args.rows,
+        "features": args.features,
+        "batch_size": args.batch_size,
+        "prefetch_batches": args.prefetch,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "versions": {p: metadata.version(p) for p in ("ray", "torch", "xgboost", "pyarrow")},
+        "torch_ddp": torch_res,
+        "xgboost": {**xgb_res, "rounds": args.xgb_rounds, "target": "<= 1.2, logloss within 1e-3"},
+    }
+    if args.gpu:
+        from benchmarks.bench_ingest_gpu import run_gpu_ingest
+
+        summary["gpu_ingest"] = run_gpu_ingest(table, prep)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(
+        json.dumps(
+            {
+                "torch_ratio": torch_res["ray_over_plain_in_loop_time"],
+                "xgb_ratio": xgb_res["ray_over_plain_time"],
+                "xgb_logloss_diff": xgb_res["logloss_abs_diff"],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
