@@ -3,9 +3,10 @@
 The method follows CArBO (Lee et al., 2020, "Cost-aware Bayesian Optimization"), with the
 low-cost start of CFO/BlendSearch (Wu et al., 2021):
 
-1. **A cheap initial design.** The first `n_initial` suggestions (and every suggestion until two
-   trials have reported the metric) are random configs whose *cost-driving* parameters are drawn
-   from the cheap half of their range; the others span their whole range. Which parameters drive
+1. **A cheap initial design.** The first `n_initial` suggestions form a Latin hypercube whose
+   *cost-driving* parameters span only the cheap half of their range, the others their whole
+   range (every suggestion after them is random in the same way until two trials have reported
+   the metric, as happens when many run at once). Which parameters drive
    cost, and in which direction, comes from a table of hints (`DEFAULT_COST_HINTS`:
    `train.epochs`, `model.num_boost_round`, `model.max_depth`, `model.hidden_sizes` by the sum of
    its widths, `train.batch_size` with bigger = cheaper per epoch, ...), which `cost_hints`
@@ -15,7 +16,10 @@ low-cost start of CFO/BlendSearch (Wu et al., 2021):
 2. **Two surrogates, refitted on every suggestion** (scikit-learn Gaussian processes, Matern 5/2
    with one length scale per feature plus a noise term): one for the metric, one for the log of
    the cost. A config becomes a vector in [0, 1]^d: range parameters by their position in the
-   range (log-scaled for log kinds), `choice`/`grid` parameters one-hot.
+   range (log-scaled for log kinds, and for integers with a cost hint, such as epochs, whose
+   effect on quality is roughly a power law), `choice`/`grid` parameters one-hot. The metric
+   model fits normal scores of the metric's ranks (a Gaussian copula), so one diverged trial
+   cannot flatten the rest of the surface and any metric scale works.
 3. **Cost-cooled acquisition.** `n_candidates` configs (three quarters uniform over the space, a
    quarter small steps around the three best trials) are scored by
    `EI(x) / predicted_cost(x) ** alpha` with `alpha = max(0, 1 - spent / budget_usd)`: early on,
@@ -53,7 +57,7 @@ from typing import Any
 import numpy as np
 from ray.tune.search import Searcher
 from ray.tune.search.sample import Domain
-from scipy.stats import norm
+from scipy.stats import norm, rankdata
 
 from ray_ml.config import SortMode
 from ray_ml.errors import ConfigError
@@ -116,8 +120,8 @@ class _Dim:
         p = self.param
         pos = min(max(pos, 0.0), 1.0)
         if p.kind is DomainKind.integer:
-            low, high = int(p.low), int(p.high)  # type: ignore[arg-type]
-            return min(low + int(pos * (high - low + 1)), high)
+            ilow, ihigh = int(p.low), int(p.high)  # type: ignore[arg-type]
+            return min(ilow + int(pos * (ihigh - ilow + 1)), ihigh)
         low, high, log = self._range()
         value = low + pos * (high - low)
         value = math.exp(value) if log else value
@@ -161,16 +165,19 @@ class _Dim:
         return order[: max(1, math.ceil(len(order) * _CHEAP_FRACTION))]
 
     # -- the three operations the searcher needs
-    def sample(self, rng: np.random.Generator, cheap: bool) -> Any:
+    def at(self, u: float, cheap: bool) -> Any:
+        """The value at quantile `u` in [0, 1) of the range, or of its cheap part."""
         cheap = cheap and self.cost_sign != 0
         if self.is_choice:
             pool = self._cheap_indices() if cheap else list(range(len(self.param.values)))
-            return self.encoded[pool[int(rng.integers(len(pool)))]]
-        pos = float(rng.random())
+            return self.encoded[pool[min(int(u * len(pool)), len(pool) - 1)]]
         if cheap:
-            pos *= _CHEAP_FRACTION
-            pos = pos if self.cost_sign > 0 else 1.0 - pos
-        return self._from_position(pos)
+            u *= _CHEAP_FRACTION
+            u = u if self.cost_sign > 0 else 1.0 - u
+        return self._from_position(u)
+
+    def sample(self, rng: np.random.Generator, cheap: bool) -> Any:
+        return self.at(float(rng.random()), cheap)
 
     def step(self, value: Any, rng: np.random.Generator) -> Any:
         if self.is_choice:
@@ -188,8 +195,14 @@ class _Dim:
             return out
         p = self.param
         if p.kind is DomainKind.integer:
-            span = int(p.high) - int(p.low)  # type: ignore[arg-type]
-            return [(int(value) - int(p.low)) / span if span else 0.5]  # type: ignore[arg-type]
+            low, high = int(p.low), int(p.high)  # type: ignore[arg-type]
+            if high == low:
+                return [0.5]
+            if self.cost_sign > 0 and low >= 1:
+                # Epochs, rounds, depth: quality follows them roughly as a power law (1 -> 2
+                # epochs matters more than 40 -> 41), so the model sees them on a log scale.
+                return [math.log(int(value) / low) / math.log(high / low)]
+            return [(int(value) - low) / (high - low)]
         return [self._position(value)]
 
     def contains(self, value: Any) -> bool:
@@ -294,6 +307,9 @@ class CostAwareSearcher(Searcher):
                 )
             hints[key] = float(sign)
         super().__init__(metric=metric, mode=mode.value)
+        # The base class types its copies as optional; these are always set.
+        self._metric_key: str = metric
+        self._mode_key: str = mode.value
         self._space = space
         self._dims = [_Dim(p, hints.get(p.key, 0.0)) for p in space.params.values()]
         self._budget_usd = None if budget_usd is None else float(budget_usd)
@@ -321,14 +337,14 @@ class CostAwareSearcher(Searcher):
             ConfigError: A different metric or mode, or a `param_space` domain for a key the
                 space does not tune (Tune would hand it to trials unresolved).
         """
-        if metric and metric != self._metric:
+        if metric and metric != self._metric_key:
             raise ConfigError(
-                f"the cost-aware searcher optimizes `{self._metric}`, but Tune was given "
+                f"the cost-aware searcher optimizes `{self._metric_key}`, but Tune was given "
                 f"metric={metric!r}. Fix: build both from `tune.metric`."
             )
-        if mode and mode != self._mode:
+        if mode and mode != self._mode_key:
             raise ConfigError(
-                f"the cost-aware searcher uses mode={self._mode!r}, but Tune was given "
+                f"the cost-aware searcher uses mode={self._mode_key!r}, but Tune was given "
                 f"mode={mode!r}. Fix: build both from `tune.mode`."
             )
         unknown = [k for k in _domain_keys(config or {}) if k not in self._space.params]
@@ -346,7 +362,9 @@ class CostAwareSearcher(Searcher):
         # `restore`, with no generator state to carry.
         rng = np.random.default_rng([self._seed, self._n_suggested])
         observed = [h for h in self._history if h["value"] is not None]
-        if self._n_suggested < self._n_initial or len(observed) < 2:
+        if self._n_suggested < self._n_initial:
+            config = self._initial_design(self._n_suggested)
+        elif len(observed) < 2:
             config = self._sample(rng, cheap=True)
         else:
             config = self._acquire(rng, observed)
@@ -356,7 +374,7 @@ class CostAwareSearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Remember the latest result, in case the trial ends without one."""
-        self._last[trial_id] = _slim(result, self._metric, self._cost_key)
+        self._last[trial_id] = _slim(result, self._metric_key, self._cost_key)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -364,21 +382,21 @@ class CostAwareSearcher(Searcher):
         """Record a finished trial: completed, pruned (same treatment) or failed."""
         config = self._pending.pop(trial_id, None)
         last = self._last.pop(trial_id, None)
-        data = _slim(result, self._metric, self._cost_key) if result else last
+        data = _slim(result, self._metric_key, self._cost_key) if result else last
         if config is None and result:
             config = self._config_from_result(result)
         if config is None or data is None:
             # Never started (removed while pending), or not suggested by this searcher and
             # carrying no config: nothing to learn.
             return
-        value = None if error else _finite(data.get(self._metric))
+        value = None if error else _finite(data.get(self._metric_key))
         cost = _finite(data.get(self._cost_key))
         if value is None and not error:
             logger.warning(
                 "trial %s finished without reporting %r; the cost-aware searcher ignores its "
                 "quality",
                 trial_id,
-                self._metric,
+                self._metric_key,
             )
         self._history.append(
             {
@@ -416,8 +434,8 @@ class CostAwareSearcher(Searcher):
         return {
             "version": _STATE_VERSION,
             "space": self._space.to_dict(),
-            "metric": self._metric,
-            "mode": self._mode,
+            "metric": self._metric_key,
+            "mode": self._mode_key,
             "seed": self._seed,
             "n_suggested": self._n_suggested,
             "pending": self._pending,
@@ -438,8 +456,8 @@ class CostAwareSearcher(Searcher):
             )
         for name, mine in (
             ("space", self._space.to_dict()),
-            ("metric", self._metric),
-            ("mode", self._mode),
+            ("metric", self._metric_key),
+            ("mode", self._mode_key),
         ):
             if state.get(name) != mine:
                 raise ConfigError(
@@ -487,6 +505,19 @@ class CostAwareSearcher(Searcher):
     def _sample(self, rng: np.random.Generator, cheap: bool) -> dict[str, Any]:
         return {d.param.key: d.sample(rng, cheap) for d in self._dims}
 
+    def _initial_design(self, i: int) -> dict[str, Any]:
+        # A Latin hypercube over the n_initial points: each parameter's range (the cheap part,
+        # for cost-driving ones) is cut into n_initial strata and every stratum is used once,
+        # so four points cannot all land in one corner of the learning rate by chance.
+        n = self._n_initial
+        rng = np.random.default_rng([self._seed, 1 << 32])  # the same for every i
+        strata = [rng.permutation(n) for _ in self._dims]
+        jitter = rng.random((n, len(self._dims)))
+        return {
+            d.param.key: d.at((strata[j][i] + jitter[i, j]) / n, cheap=True)
+            for j, d in enumerate(self._dims)
+        }
+
     def _features(self, config: Mapping[str, Any]) -> list[float]:
         out: list[float] = []
         for d in self._dims:
@@ -502,9 +533,13 @@ class CostAwareSearcher(Searcher):
         return config if self.contains(config) else None
 
     def _acquire(self, rng: np.random.Generator, observed: list[dict[str, Any]]) -> dict[str, Any]:
-        sign = 1.0 if self._mode == "min" else -1.0  # the models minimize sign * metric
+        sign = 1.0 if self._mode_key == "min" else -1.0  # the models minimize sign * metric
         x_obs = np.array([self._features(h["config"]) for h in observed])
-        y_obs = np.array([sign * h["value"] for h in observed])
+        # The model sees normal scores of the ranks, not raw values: one diverged trial (a loss of
+        # 1e6) or a steep learning curve then no longer flattens the rest of the surface, and
+        # the same settings work for any metric's scale (the Gaussian copula of Salinas et al.,
+        # 2020). EI is taken on that scale; the transform keeps the order, so the best stays best.
+        y_obs = _normal_scores(np.array([sign * h["value"] for h in observed]))
         # Constant liar: running trials count as the worst result so far.
         pending = [self._features(c) for c in self._pending.values()]
         x_fit = np.vstack([x_obs, np.array(pending)]) if pending else x_obs
@@ -567,6 +602,10 @@ def _slim(result: Mapping[str, Any] | None, metric: str, cost_key: str) -> dict[
     return out
 
 
+def _normal_scores(y: np.ndarray) -> np.ndarray:
+    return np.asarray(norm.ppf((rankdata(y) - 0.5) / len(y)), dtype=float)
+
+
 def _domain_keys(config: Mapping[str, Any], prefix: str = "") -> list[str]:
     keys = []
     for key, value in config.items():
@@ -583,6 +622,7 @@ def _fit_predict(x: np.ndarray, y: np.ndarray, x_new: np.ndarray) -> tuple[np.nd
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+    from threadpoolctl import threadpool_limits
 
     d = x.shape[1]
     kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
@@ -590,9 +630,11 @@ def _fit_predict(x: np.ndarray, y: np.ndarray, x_new: np.ndarray) -> tuple[np.nd
     ) + WhiteKernel(1e-3, (1e-6, 1e-1))
     # Deterministic: one L-BFGS run from the same start (no random restarts).
     gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=0)
-    with warnings.catch_warnings():
+    # The matrices are tiny: BLAS threads only add overhead, and contend with the trials
+    # running on the driver's machine (3x slower on 2 busy cores).
+    with threadpool_limits(1), warnings.catch_warnings():
         # Few points often put a length scale at its bound; the fit is still usable.
         warnings.simplefilter("ignore", ConvergenceWarning)
         gp.fit(x, y)
-    mean, std = gp.predict(x_new, return_std=True)
+        mean, std = gp.predict(x_new, return_std=True)
     return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)

@@ -46,12 +46,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ray_ml.config import SortMode, WinnerRule
 from ray_ml.errors import ConfigError, RayMLError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "ELIGIBLE_STATUSES",
@@ -443,6 +444,8 @@ class Leaderboard:
         self.frame = self._build(records)
 
     def _build(self, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+        import pandas as pd  # here: choosing a winner must not pay for importing pandas
+
         sign = _sign(self.mode)
         good = {id(r) for r in eligible(records, self.metric)}
         front = {id(r) for r in pareto_front(records, default_objectives(self.metric, self.mode))}
@@ -521,6 +524,8 @@ class Leaderboard:
             max_rows: Show at most this many rows (the best ones), with a line saying how many
                 were left out; None shows all.
         """
+        import pandas as pd
+
         frame = self.frame if max_rows is None else self.frame.head(max_rows)
         header = [str(c) for c in frame.columns]
         body = [[_fmt(v) for v in row] for row in frame.itertuples(index=False, name=None)]
@@ -534,7 +539,10 @@ class Leaderboard:
             ]
             return "| " + " | ".join(padded) + " |"
 
-        rule = [("-" * (w - 1) + ":") if num else "-" * w for w, num in zip(widths, numeric)]
+        rule = [
+            ("-" * (w - 1) + ":") if num else "-" * w
+            for w, num in zip(widths, numeric, strict=True)
+        ]
         lines = [line(header), "|" + "|".join(f" {r} " for r in rule) + "|"]
         lines += [line(r) for r in body]
         if max_rows is not None and len(self.frame) > max_rows:
@@ -549,7 +557,9 @@ class Leaderboard:
 
 
 def _fmt(value: Any) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+    import pandas as pd
+
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return ""
     if isinstance(value, bool):
         return "yes" if value else ""

@@ -254,8 +254,8 @@ def test_apply_params_fails_clearly_on_out_of_range_values() -> None:
     assert msg.startswith("trial params {'train.lr': -3.0, 'train.epochs': 2} give an invalid")
     assert "`train.lr` must be positive, but got lr=-3.0" in msg and "Fix:" in msg
     # Cross-field checks of RunConfig run too.
-    with pytest.raises(ConfigError, match="`train.gpu_cache`"):
-        apply_params(RunConfig(), {"train.gpu_cache": True})
+    with pytest.raises(ConfigError, match="`cluster.num_gpus`"):
+        apply_params(RunConfig(), {"scaling.use_gpu": True, "scaling.gpus_per_worker": 1.0})
 
 
 def test_apply_params_refuses_unknown_keys_and_wrong_types() -> None:
