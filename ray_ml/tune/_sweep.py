@@ -1,0 +1,319 @@
+"""`run_sweep`: a cost-aware Ray Tune sweep whose trials are real Ray Train runs.
+
+The data stage runs once; every trial is `train_driver_fn`, which applies the trial's params to
+the run config and runs the training issue's `_fit` (a TorchTrainer or XGBoostTrainer) with a
+Train callback that forwards each report to Tune with the trial's dollars so far (`cost_usd`:
+its held resources x wall time x unit price). On the driver, `CostCallback` meters every trial
+with the same catalog (pruned, failed and budget-stopped work included) and `BudgetStopper`
+ends the sweep once committed spend reaches a budget: running trials stop at their next report,
+so the overspend is at most one reporting interval of the trials running then.
+
+The winner (by `tune.winner_rule`) is retrained at full fidelity, bundled and registered as
+`candidate`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray_ml.cost import Budget, CostMeter, PriceCatalog
+from ray_ml.errors import ConfigError
+from ray_ml.tune._results import Leaderboard, choose_winner, default_objectives, pareto_front
+from ray_ml.tune._space import SearchSpace, apply_params, load_space
+
+if TYPE_CHECKING:
+    from ray_ml.config import RunConfig
+    from ray_ml.data import PreparedData
+
+__all__ = ["run_sweep", "run_tune_job", "train_driver_fn"]
+
+
+def _trial_resources(cfg: RunConfig) -> dict[str, float]:
+    from ray_ml.train._run import _scaling_resources
+
+    return _scaling_resources(cfg)
+
+
+def _cost_report_callback(usd_per_hour: float) -> Any:
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    class CostReportCallback(TuneReportCallback):
+        """Tune's Train->Tune forwarder, adding the trial's billed dollars to every report."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._t0 = time.time()
+
+        def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+            held_s = time.time() - self._t0
+            first = {**metrics[0], "cost_usd": usd_per_hour * held_s / 3600.0, "held_s": held_s}
+            super().after_report(run_context, [first, *metrics[1:]], checkpoint)
+
+    return CostReportCallback()
+
+
+def train_driver_fn(config: dict[str, Any], *, base: RunConfig, prepared: PreparedData, catalog: PriceCatalog) -> None:
+    """One Tune trial: the trial's params on top of `base`, trained by Ray Train."""
+    from ray import tune
+
+    from ray_ml.train._run import _fit
+
+    cfg = apply_params(base, config)
+    trial_id = tune.get_context().get_trial_id()
+    rate = catalog.price_of(_trial_resources(cfg))
+    _fit(cfg, prepared, prepared.splits.train, prepared.splits.validation, f"trial_{trial_id}", [_cost_report_callback(rate)])
+
+
+def _make_callback_and_stopper(
+    meter: CostMeter, budget: Budget, max_t: int, prior_usd: float, state_path: Path, train_resources: dict[str, float]
+) -> tuple[Any, Any]:
+    from ray import tune
+
+    class BudgetStopper(tune.Stopper):
+        """Stops the whole sweep when a budget is reached (checked after every result)."""
+
+        def __init__(self) -> None:
+            self.reason: str | None = None
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            if self.reason is None:
+                self.reason = budget.exceeded(meter) or _prior_exceeded()
+            return self.reason is not None
+
+    def _prior_exceeded() -> str | None:
+        if budget.usd is not None and prior_usd and meter.committed() + prior_usd >= budget.usd:
+            return f"`tune.budget_usd` reached: spent ${meter.committed() + prior_usd:.4f} (incl. ${prior_usd:.4f} before the resume) of ${budget.usd:.4f}."
+        return None
+
+    stopper = BudgetStopper()
+
+    class CostCallback(tune.Callback):
+        """Meters every trial on the driver; records how each ended and at which rung."""
+
+        def __init__(self) -> None:
+            self.records: dict[str, dict[str, Any]] = {}
+
+        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            # A trial holds its Train workers' resources (its own driver asks for 0 CPUs).
+            if trial.trial_id in meter.trial_ids:
+                meter.restart(trial.trial_id)
+            else:
+                meter.start(trial.trial_id, train_resources)
+
+        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+            meter.update(trial.trial_id, checkpoint="checkpoint_path" in result)
+
+        def _end(self, trial: Any, status: str) -> None:
+            last = trial.last_result or {}
+            it = int(last.get("training_iteration", 0))
+            if status == "terminated":
+                if last.get("done") or it >= max_t:
+                    status = "completed"
+                elif stopper.reason is not None:
+                    status = "budget_stopped"
+                else:
+                    status = "pruned"
+            if trial.trial_id in meter.trial_ids:
+                meter.finish(trial.trial_id, status)
+            self.records[trial.trial_id] = {"status": status, "iterations": it, "pruned_at_rung": it if status == "pruned" else None}
+            state_path.write_text(json.dumps({"records": self.records, "costs": meter.to_records(), "prior_usd": prior_usd}, default=str))
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._end(trial, "terminated")
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._end(trial, "failed")
+
+    return CostCallback(), stopper
+
+
+def _searcher(cfg: RunConfig, space: SearchSpace) -> Any:
+    t = cfg.tune
+    kind = str(t.searcher)
+    if kind in ("random", "grid"):
+        return None  # Tune's BasicVariantGenerator: random samples and grid_search expansion
+    if kind == "cost_aware":
+        from ray_ml.tune._cost_aware import CostAwareSearcher
+
+        return CostAwareSearcher(space, t.metric, str(t.mode), budget_usd=t.budget_usd, seed=cfg.seed)
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    if kind == "optuna_tpe":
+        return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=cfg.seed))
+    if kind == "optuna_nsga2":  # two objectives: quality and dollars
+        return OptunaSearch(
+            sampler=optuna.samplers.NSGAIISampler(seed=cfg.seed),
+            metric=[t.metric, "cost_usd"],
+            mode=[str(t.mode), "min"],
+        )
+    raise ConfigError(f"tune.searcher={kind!r} is not supported.")
+
+
+def _scheduler(cfg: RunConfig) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+
+    t = cfg.tune
+    kind = str(t.scheduler)
+    # The same rung settings for every method, so that comparisons are fair.
+    if kind == "asha":
+        return ASHAScheduler(time_attr="training_iteration", max_t=t.max_t, grace_period=t.grace_period, reduction_factor=t.reduction_factor)
+    if kind == "hyperband":
+        return HyperBandScheduler(time_attr="training_iteration", max_t=t.max_t, reduction_factor=t.reduction_factor)
+    if kind == "median":
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=t.grace_period)
+    return FIFOScheduler()
+
+
+def _max_concurrent(cfg: RunConfig) -> int:
+    import ray
+
+    if cfg.tune.max_concurrent_trials:
+        return cfg.tune.max_concurrent_trials
+    need = _trial_resources(cfg)
+    have = ray.cluster_resources()
+    fits = [math.floor(have.get(k, 0.0) / v) for k, v in need.items() if v > 0]
+    return max(1, min(fits) if fits else 1)
+
+
+def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None) -> dict[str, Any]:
+    """Run the configured sweep on the current Ray cluster; see the module docstring."""
+    from ray import tune
+
+    from ray_ml.data import prepare_data
+    from ray_ml.train._run import run_training
+
+    t0 = time.perf_counter()
+    t = cfg.tune
+    space = load_space(t.space, base=cfg)
+    catalog = PriceCatalog.from_config(cfg.cost)
+    budget = Budget.from_config(t)
+    storage = Path(cfg.storage_path).resolve()
+    sweep_name = f"{cfg.name}-sweep"
+    sweep_dir = storage / sweep_name
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    state_path = sweep_dir / "sweep_state.json"
+    prior = json.loads(state_path.read_text()) if (t.resume and state_path.exists()) else {}
+    prior_usd = float(prior.get("prior_usd", 0.0)) + sum(float(c.get("billed_usd", 0.0)) for c in prior.get("costs", []))
+
+    prepared = prepared or prepare_data(cfg.data, cfg.seed, storage / cfg.name / "data")
+    # Materialized once, before any trial holds CPUs: trials then need no Ray Data tasks.
+    prepared.splits.train = prepared.splits.train.materialize()
+    prepared.splits.validation = prepared.splits.validation.materialize()
+
+    meter = CostMeter(catalog, clock=time.time)
+    callback, stopper = _make_callback_and_stopper(meter, budget, t.max_t, prior_usd, state_path, _trial_resources(cfg))
+    trainable = tune.with_resources(
+        tune.with_parameters(train_driver_fn, base=cfg, prepared=prepared, catalog=catalog),
+        {"cpu": 0},  # the trial only drives Train; its workers hold the CPUs
+    )
+    tune_path = storage / "tune"
+    exp_dir = tune_path / sweep_name
+    run_config = tune.RunConfig(
+        name=sweep_name,
+        storage_path=str(tune_path),
+        stop=stopper,
+        callbacks=[callback],
+        failure_config=tune.FailureConfig(max_failures=max(cfg.train.max_failures, 0)),
+        verbose=1,
+    )
+    if t.resume and tune.Tuner.can_restore(str(exp_dir)):
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space.to_tune(),
+            tune_config=tune.TuneConfig(
+                metric=t.metric,
+                mode=str(t.mode),
+                search_alg=_searcher(cfg, space),
+                scheduler=_scheduler(cfg),
+                num_samples=t.num_samples,
+                max_concurrent_trials=_max_concurrent(cfg),
+                reuse_actors=t.reuse_actors,
+            ),
+            run_config=run_config,
+        )
+    grid = tuner.fit()
+
+    records = []
+    for result in grid:
+        trial_id = str(result.metrics.get("trial_id")) if result.metrics else None
+        if trial_id is None:
+            continue
+        rec = callback.records.get(trial_id, {"status": "failed" if result.error else "completed", "iterations": 0, "pruned_at_rung": None})
+        cost = meter.trial_cost(trial_id) if trial_id in meter.trial_ids else None
+        metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        records.append(
+            {
+                "trial_id": trial_id,
+                "status": rec["status"],
+                "config": {k: v for k, v in (result.config or {}).items()},
+                "metrics": metrics,
+                "iterations": rec["iterations"],
+                "pruned_at_rung": rec["pruned_at_rung"],
+                "cost_usd": cost.billed_usd if cost else metrics.get("cost_usd", 0.0),
+                "algorithmic_cost_usd": cost.algorithmic_usd if cost else None,
+                "waste_usd": cost.waste_usd if cost else 0.0,
+                "wall_s": cost.held_s if cost else None,
+                "latency_ms": None,
+                "checkpoint": result.checkpoint.path if result.checkpoint else None,
+            }
+        )
+    board = Leaderboard(records, t.metric, str(t.mode))
+    board.to_parquet(sweep_dir / "leaderboard.parquet")
+    board.to_csv(sweep_dir / "leaderboard.csv")
+    print(board, flush=True)
+    front = pareto_front(records, default_objectives(t.metric, str(t.mode)))
+    winner = choose_winner(records, str(t.winner_rule), t.metric, str(t.mode), t.winner_eps, t.latency_bound_ms)
+    best_cfg = apply_params(cfg, winner.record["config"])
+    final = run_training(best_cfg, prepared=prepared, run_name=f"{cfg.name}-winner")
+    registered = None
+    try:
+        from ray_ml.registry import Registry
+
+        version = Registry(cfg.serve.registry_root).register(final["bundle"], cfg.name, aliases=["candidate"], reason=f"sweep {sweep_name} winner {winner.trial_id}")
+        registered = {"model": cfg.name, "version": version.version, "alias": "candidate"}
+    except Exception as exc:  # the sweep's result stands even if the registry is unavailable
+        registered = {"error": f"{type(exc).__name__}: {exc}"}
+    totals = meter.total()
+    summary = {
+        "job": "tune",
+        "name": cfg.name,
+        "best": {"trial_id": winner.trial_id, "config": winner.record["config"], t.metric: winner.value, "rule": winner.reason},
+        "cost_usd": round(totals.billed_usd + prior_usd, 6),
+        "waste_usd": round(totals.waste_usd, 6),
+        "budget_usd": budget.usd,
+        "stop_reason": stopper.reason,
+        "trials": len(records),
+        "pruned": sum(1 for r in records if r["status"] == "pruned"),
+        "status_counts": {s: sum(1 for r in records if r["status"] == s) for s in sorted({r["status"] for r in records})},
+        "pareto": [{"trial_id": r["trial_id"], t.metric: r["metrics"].get(t.metric), "cost_usd": r["cost_usd"]} for r in front],
+        "leaderboard": str(sweep_dir / "leaderboard.parquet"),
+        "winner_metrics": final["metrics"],
+        "bundle": final["bundle"],
+        "registered": registered,
+        "prices": {"illustrative": catalog.illustrative, "read_on": catalog.prices_read_on, "pricing": str(cfg.cost.pricing)},
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
+    (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def run_tune_job(cfg: RunConfig) -> dict[str, Any]:
+    """`python -m jobs.tune`: embedded (or joined) Ray, then `run_sweep`."""
+    from ray_ml.cluster import start_ray, stop_ray
+
+    load_space(cfg.tune.space, base=cfg)  # a bad space fails before Ray starts
+    handle = start_ray(cfg.cluster)
+    try:
+        return run_sweep(cfg)
+    finally:
+        stop_ray(handle)
