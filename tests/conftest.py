@@ -22,7 +22,8 @@ def ray_session() -> Iterator[None]:
     import torch
 
     os.environ.pop("RAY_ADDRESS", None)
-    handle = start_ray(num_cpus=2, num_gpus=torch.cuda.device_count(), object_store_mb=400)
+    # The dashboard serves the State API that Train V2 under Tune needs to free placement groups.
+    handle = start_ray(num_cpus=2, num_gpus=torch.cuda.device_count(), object_store_mb=400, include_dashboard=True)
     yield
     stop_ray(handle)
 

@@ -72,8 +72,9 @@ def start_ray(cfg: ClusterConfig | None = None, **overrides: Any) -> RayHandle:
             "object_store_memory": int(settings["object_store_mb"]) * 1024 * 1024,
             "include_dashboard": settings["include_dashboard"],
         }
-        if settings["dashboard_port"]:
-            kwargs["dashboard_port"] = settings["dashboard_port"]
+        if settings["include_dashboard"]:
+            # An isolated port: the default 8265 collides with any other Ray on the machine.
+            kwargs["dashboard_port"] = settings["dashboard_port"] or _free_port()
         if os.environ.get("RAY_ML_PROGRESS", "1") != "1":
             # Workers (Train, Data) draw their own bars; keep every process quiet alike.
             kwargs["runtime_env"] = {
@@ -86,6 +87,14 @@ def start_ray(cfg: ClusterConfig | None = None, **overrides: Any) -> RayHandle:
     ctx = ray.get_runtime_context()
     _quiet_progress()
     return RayHandle(ctx.gcs_address, owned=owned, resources=ray.cluster_resources())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _quiet_progress() -> None:

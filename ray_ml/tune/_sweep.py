@@ -212,7 +212,9 @@ def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None) -> dict[s
     callback, stopper = _make_callback_and_stopper(meter, budget, t.max_t, prior_usd, state_path, _trial_resources(cfg))
     trainable = tune.with_resources(
         tune.with_parameters(train_driver_fn, base=cfg, prepared=prepared, catalog=catalog),
-        {"cpu": 0},  # the trial only drives Train; its workers hold the CPUs
+        # The trial only drives Train; its workers hold the CPUs. Tune wants a non-empty bundle:
+        # one byte of memory reserves nothing that matters and leaves every CPU to the workers.
+        {"cpu": 0, "memory": 1},
     )
     tune_path = storage / "tune"
     exp_dir = tune_path / sweep_name
@@ -312,7 +314,10 @@ def run_tune_job(cfg: RunConfig) -> dict[str, Any]:
     from ray_ml.cluster import start_ray, stop_ray
 
     load_space(cfg.tune.space, base=cfg)  # a bad space fails before Ray starts
-    handle = start_ray(cfg.cluster)
+    # Train V2 under Tune frees each finished trial's worker placement group through its
+    # PlacementGroupCleaner, which asks the State API (served by the dashboard): without it the
+    # groups leak and the next trial waits for CPUs forever (seen on 2.60 here).
+    handle = start_ray(cfg.cluster, include_dashboard=True)
     try:
         return run_sweep(cfg)
     finally:
