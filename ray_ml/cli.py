@@ -83,6 +83,15 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from ray_ml.config import load_config
+    from ray_ml.tune._sweep import run_tune_job
+
+    overrides = list(args.overrides) + (["tune.resume=true"] if args.resume else [])
+    _emit(run_tune_job(load_config("tune", overrides)))
+    return 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     from ray_ml.cluster import start_ray, stop_ray
     from ray_ml.train._batch import batch_predict
@@ -148,6 +157,17 @@ def _build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="Hydra overrides, e.g. experiment=demo model=xgboost"
     )
     train.set_defaults(func=_train)
+
+    tune = verbs.add_parser(
+        "tune", help="cost-aware sweep (same config and overrides as python -m jobs.tune)"
+    )
+    tune.add_argument(
+        "overrides", nargs="*", help="Hydra overrides, e.g. experiment=demo tune.budget_usd=0.5"
+    )
+    tune.add_argument(
+        "--resume", action="store_true", help="continue the interrupted sweep of the same name"
+    )
+    tune.set_defaults(func=_tune)
 
     predict = verbs.add_parser("predict", help="batch inference of a bundle over sources")
     predict.add_argument("bundle", metavar="BUNDLE", help="model bundle directory")

@@ -17,13 +17,15 @@ os.environ.setdefault("RAY_ML_PROGRESS", "0")
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     """A private local Ray (address="local") shared by every `ray` test of the session."""
-    from ray_ml.cluster import start_ray, stop_ray
-
     import torch
+
+    from ray_ml.cluster import start_ray, stop_ray
 
     os.environ.pop("RAY_ADDRESS", None)
     # The dashboard serves the State API that Train V2 under Tune needs to free placement groups.
-    handle = start_ray(num_cpus=2, num_gpus=torch.cuda.device_count(), object_store_mb=400, include_dashboard=True)
+    handle = start_ray(
+        num_cpus=2, num_gpus=torch.cuda.device_count(), object_store_mb=400, include_dashboard=True
+    )
     yield
     stop_ray(handle)
 

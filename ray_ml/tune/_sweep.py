@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from ray_ml.cost import Budget, CostMeter, PriceCatalog
 from ray_ml.errors import ConfigError
-from ray_ml.tune._results import Leaderboard, choose_winner, default_objectives, pareto_front
+from ray_ml.tune._results import (
+    Leaderboard,
+    NoWinnerError,
+    choose_winner,
+    default_objectives,
+    pareto_front,
+)
 from ray_ml.tune._space import SearchSpace, apply_params, load_space
 
 if TYPE_CHECKING:
@@ -48,7 +54,9 @@ def _cost_report_callback(usd_per_hour: float) -> Any:
             super().__init__()
             self._t0 = time.time()
 
-        def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        def after_report(
+            self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
+        ) -> None:
             held_s = time.time() - self._t0
             first = {**metrics[0], "cost_usd": usd_per_hour * held_s / 3600.0, "held_s": held_s}
             super().after_report(run_context, [first, *metrics[1:]], checkpoint)
@@ -56,7 +64,9 @@ def _cost_report_callback(usd_per_hour: float) -> Any:
     return CostReportCallback()
 
 
-def train_driver_fn(config: dict[str, Any], *, base: RunConfig, prepared: PreparedData, catalog: PriceCatalog) -> None:
+def train_driver_fn(
+    config: dict[str, Any], *, base: RunConfig, prepared: PreparedData, catalog: PriceCatalog
+) -> None:
     """One Tune trial: the trial's params on top of `base`, trained by Ray Train."""
     from ray import tune
 
@@ -65,11 +75,23 @@ def train_driver_fn(config: dict[str, Any], *, base: RunConfig, prepared: Prepar
     cfg = apply_params(base, config)
     trial_id = tune.get_context().get_trial_id()
     rate = catalog.price_of(_trial_resources(cfg))
-    _fit(cfg, prepared, prepared.splits.train, prepared.splits.validation, f"trial_{trial_id}", [_cost_report_callback(rate)])
+    _fit(
+        cfg,
+        prepared,
+        prepared.splits.train,
+        prepared.splits.validation,
+        f"trial_{trial_id}",
+        [_cost_report_callback(rate)],
+    )
 
 
 def _make_callback_and_stopper(
-    meter: CostMeter, budget: Budget, max_t: int, prior_usd: float, state_path: Path, train_resources: dict[str, float]
+    meter: CostMeter,
+    budget: Budget,
+    max_t: int,
+    prior_usd: float,
+    state_path: Path,
+    train_resources: dict[str, float],
 ) -> tuple[Any, Any]:
     from ray import tune
 
@@ -100,35 +122,54 @@ def _make_callback_and_stopper(
         def __init__(self) -> None:
             self.records: dict[str, dict[str, Any]] = {}
 
-        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        def on_trial_start(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
             # A trial holds its Train workers' resources (its own driver asks for 0 CPUs).
             if trial.trial_id in meter.trial_ids:
                 meter.restart(trial.trial_id)
             else:
                 meter.start(trial.trial_id, train_resources)
 
-        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+        def on_trial_result(
+            self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+        ) -> None:
             meter.update(trial.trial_id, checkpoint="checkpoint_path" in result)
 
         def _end(self, trial: Any, status: str) -> None:
             last = trial.last_result or {}
             it = int(last.get("training_iteration", 0))
             if status == "terminated":
-                if last.get("done") or it >= max_t:
+                if it >= max_t:
                     status = "completed"
                 elif stopper.reason is not None:
                     status = "budget_stopped"
+                elif last.get("done"):
+                    status = "completed"  # the trial ended on its own (early stopping)
                 else:
                     status = "pruned"
             if trial.trial_id in meter.trial_ids:
                 meter.finish(trial.trial_id, status)
-            self.records[trial.trial_id] = {"status": status, "iterations": it, "pruned_at_rung": it if status == "pruned" else None}
-            state_path.write_text(json.dumps({"records": self.records, "costs": meter.to_records(), "prior_usd": prior_usd}, default=str))
+            self.records[trial.trial_id] = {
+                "status": status,
+                "iterations": it,
+                "pruned_at_rung": it if status == "pruned" else None,
+            }
+            state_path.write_text(
+                json.dumps(
+                    {"records": self.records, "costs": meter.to_records(), "prior_usd": prior_usd},
+                    default=str,
+                )
+            )
 
-        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        def on_trial_complete(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
             self._end(trial, "terminated")
 
-        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        def on_trial_error(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
             self._end(trial, "failed")
 
     return CostCallback(), stopper
@@ -142,7 +183,9 @@ def _searcher(cfg: RunConfig, space: SearchSpace) -> Any:
     if kind == "cost_aware":
         from ray_ml.tune._cost_aware import CostAwareSearcher
 
-        return CostAwareSearcher(space, t.metric, str(t.mode), budget_usd=t.budget_usd, seed=cfg.seed)
+        return CostAwareSearcher(
+            space, t.metric, str(t.mode), budget_usd=t.budget_usd, seed=cfg.seed
+        )
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -158,15 +201,27 @@ def _searcher(cfg: RunConfig, space: SearchSpace) -> Any:
 
 
 def _scheduler(cfg: RunConfig) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+    from ray.tune.schedulers import (
+        ASHAScheduler,
+        FIFOScheduler,
+        HyperBandScheduler,
+        MedianStoppingRule,
+    )
 
     t = cfg.tune
     kind = str(t.scheduler)
     # The same rung settings for every method, so that comparisons are fair.
     if kind == "asha":
-        return ASHAScheduler(time_attr="training_iteration", max_t=t.max_t, grace_period=t.grace_period, reduction_factor=t.reduction_factor)
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=t.max_t,
+            grace_period=t.grace_period,
+            reduction_factor=t.reduction_factor,
+        )
     if kind == "hyperband":
-        return HyperBandScheduler(time_attr="training_iteration", max_t=t.max_t, reduction_factor=t.reduction_factor)
+        return HyperBandScheduler(
+            time_attr="training_iteration", max_t=t.max_t, reduction_factor=t.reduction_factor
+        )
     if kind == "median":
         return MedianStoppingRule(time_attr="training_iteration", grace_period=t.grace_period)
     return FIFOScheduler()
@@ -201,7 +256,9 @@ def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None) -> dict[s
     sweep_dir.mkdir(parents=True, exist_ok=True)
     state_path = sweep_dir / "sweep_state.json"
     prior = json.loads(state_path.read_text()) if (t.resume and state_path.exists()) else {}
-    prior_usd = float(prior.get("prior_usd", 0.0)) + sum(float(c.get("billed_usd", 0.0)) for c in prior.get("costs", []))
+    prior_usd = float(prior.get("prior_usd", 0.0)) + sum(
+        float(c.get("billed_usd", 0.0)) for c in prior.get("costs", [])
+    )
 
     prepared = prepared or prepare_data(cfg.data, cfg.seed, storage / cfg.name / "data")
     # Materialized once, before any trial holds CPUs: trials then need no Ray Data tasks.
@@ -209,7 +266,9 @@ def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None) -> dict[s
     prepared.splits.validation = prepared.splits.validation.materialize()
 
     meter = CostMeter(catalog, clock=time.time)
-    callback, stopper = _make_callback_and_stopper(meter, budget, t.max_t, prior_usd, state_path, _trial_resources(cfg))
+    callback, stopper = _make_callback_and_stopper(
+        meter, budget, t.max_t, prior_usd, state_path, _trial_resources(cfg)
+    )
     trainable = tune.with_resources(
         tune.with_parameters(train_driver_fn, base=cfg, prepared=prepared, catalog=catalog),
         # The trial only drives Train; its workers hold the CPUs. Tune wants a non-empty bundle:
@@ -227,7 +286,9 @@ def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None) -> dict[s
         verbose=1,
     )
     if t.resume and tune.Tuner.can_restore(str(exp_dir)):
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(
+            str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
     else:
         tuner = tune.Tuner(
             trainable,
@@ -246,13 +307,24 @@ def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None) -> dict[s
     grid = tuner.fit()
 
     records = []
-    for result in grid:
+    for result in (grid[i] for i in range(len(grid))):
         trial_id = str(result.metrics.get("trial_id")) if result.metrics else None
         if trial_id is None:
             continue
-        rec = callback.records.get(trial_id, {"status": "failed" if result.error else "completed", "iterations": 0, "pruned_at_rung": None})
+        rec = callback.records.get(
+            trial_id,
+            {
+                "status": "failed" if result.error else "completed",
+                "iterations": 0,
+                "pruned_at_rung": None,
+            },
+        )
         cost = meter.trial_cost(trial_id) if trial_id in meter.trial_ids else None
-        metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        metrics = {
+            k: v
+            for k, v in (result.metrics or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         records.append(
             {
                 "trial_id": trial_id,
@@ -274,35 +346,76 @@ def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None) -> dict[s
     board.to_csv(sweep_dir / "leaderboard.csv")
     print(board, flush=True)
     front = pareto_front(records, default_objectives(t.metric, str(t.mode)))
-    winner = choose_winner(records, str(t.winner_rule), t.metric, str(t.mode), t.winner_eps, t.latency_bound_ms)
+    totals = meter.total()
+    try:
+        winner = choose_winner(
+            records, str(t.winner_rule), t.metric, str(t.mode), t.winner_eps, t.latency_bound_ms
+        )
+    except NoWinnerError as exc:
+        if stopper.reason is None:
+            raise
+        # The budget ran out before any trial finished: say so, with what was spent.
+        summary = {
+            "job": "tune",
+            "name": cfg.name,
+            "best": None,
+            "why": str(exc),
+            "cost_usd": round(totals.billed_usd + prior_usd, 6),
+            "budget_usd": budget.usd,
+            "stop_reason": stopper.reason,
+            "trials": len(records),
+            "pruned": 0,
+            "pareto": [],
+        }
+        (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        return summary
     best_cfg = apply_params(cfg, winner.record["config"])
     final = run_training(best_cfg, prepared=prepared, run_name=f"{cfg.name}-winner")
-    registered = None
-    try:
-        from ray_ml.registry import Registry
+    from ray_ml.registry import Registry
 
-        version = Registry(cfg.serve.registry_root).register(final["bundle"], cfg.name, aliases=["candidate"], reason=f"sweep {sweep_name} winner {winner.trial_id}")
-        registered = {"model": cfg.name, "version": version.version, "alias": "candidate"}
-    except Exception as exc:  # the sweep's result stands even if the registry is unavailable
-        registered = {"error": f"{type(exc).__name__}: {exc}"}
-    totals = meter.total()
+    version = Registry(cfg.serve.registry_root).register(
+        final["bundle"],
+        cfg.name,
+        aliases=["candidate"],
+        reason=f"sweep {sweep_name} winner {winner.trial_id}",
+    )
+    registered = {"model": cfg.name, "version": version.version, "alias": "candidate"}
     summary = {
         "job": "tune",
         "name": cfg.name,
-        "best": {"trial_id": winner.trial_id, "config": winner.record["config"], t.metric: winner.value, "rule": winner.reason},
+        "best": {
+            "trial_id": winner.trial_id,
+            "config": winner.record["config"],
+            t.metric: winner.value,
+            "rule": winner.reason,
+        },
         "cost_usd": round(totals.billed_usd + prior_usd, 6),
         "waste_usd": round(totals.waste_usd, 6),
         "budget_usd": budget.usd,
         "stop_reason": stopper.reason,
         "trials": len(records),
         "pruned": sum(1 for r in records if r["status"] == "pruned"),
-        "status_counts": {s: sum(1 for r in records if r["status"] == s) for s in sorted({r["status"] for r in records})},
-        "pareto": [{"trial_id": r["trial_id"], t.metric: r["metrics"].get(t.metric), "cost_usd": r["cost_usd"]} for r in front],
+        "status_counts": {
+            s: sum(1 for r in records if r["status"] == s)
+            for s in sorted({r["status"] for r in records})
+        },
+        "pareto": [
+            {
+                "trial_id": r["trial_id"],
+                t.metric: r["metrics"].get(t.metric),
+                "cost_usd": r["cost_usd"],
+            }
+            for r in front
+        ],
         "leaderboard": str(sweep_dir / "leaderboard.parquet"),
         "winner_metrics": final["metrics"],
         "bundle": final["bundle"],
         "registered": registered,
-        "prices": {"illustrative": catalog.illustrative, "read_on": catalog.prices_read_on, "pricing": str(cfg.cost.pricing)},
+        "prices": {
+            "illustrative": catalog.illustrative,
+            "read_on": catalog.prices_read_on,
+            "pricing": str(cfg.cost.pricing),
+        },
         "wall_s": round(time.perf_counter() - t0, 3),
     }
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

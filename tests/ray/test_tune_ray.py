@@ -1,0 +1,69 @@
+"""Cost-aware sweeps on the shared local Ray: real Train trials, metered dollars, budgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from ray_ml.config import load_config
+from ray_ml.cost import PriceCatalog
+from ray_ml.errors import ConfigError
+from ray_ml.tune._sweep import run_sweep, run_tune_job
+
+
+def config(tmp_path: Path, *overrides: str):
+    return load_config(
+        "tune", ["experiment=demo", "debug=tiny", f"storage_path={tmp_path}", *overrides]
+    )
+
+
+def test_sweep_meters_every_trial_and_registers_the_winner(tmp_path: Path) -> None:
+    cfg = config(
+        tmp_path,
+        "tune.num_samples=3",
+        "tune.max_t=2",
+        "train.epochs=2",
+        "tune.grace_period=1",
+        "tune.reduction_factor=2",
+    )
+    summary = run_sweep(cfg)
+    assert summary["trials"] == 3 and summary["cost_usd"] > 0
+    assert set(summary["status_counts"]) <= {"completed", "pruned"}
+    assert summary["pruned"] == summary["status_counts"].get("pruned", 0)
+    board = pq.read_table(summary["leaderboard"]).to_pylist()
+    rate = PriceCatalog.from_config(cfg.cost).price_of({"CPU": 1.0})  # 1 worker x 1 CPU
+    for row in board:
+        # billed dollars = held resources x held time x unit price
+        assert row["cost_usd"] == pytest.approx(rate * row["wall_s"] / 3600, rel=1e-6)
+    assert summary["registered"]["alias"] == "candidate"
+    assert summary["best"]["trial_id"] in {r["trial_id"] for r in board}
+    assert Path(summary["bundle"], "manifest.json").is_file()
+    assert summary["pareto"] and summary["prices"]["illustrative"] is True
+
+
+def test_small_budget_stops_the_sweep(tmp_path: Path) -> None:
+    cfg = config(
+        tmp_path, "tune.num_samples=6", "tune.budget_usd=0.0003", "tune.max_t=3", "train.epochs=3"
+    )
+    summary = run_sweep(cfg)
+    assert "tune.budget_usd" in summary["stop_reason"]
+    assert summary["trials"] < 6  # the budget ended it before every sample ran
+    board = pq.read_table(summary["leaderboard"]).to_pylist()
+    worst_trial = max(r["cost_usd"] for r in board)
+    # overspend is at most what the running trial spent since its last report
+    assert summary["cost_usd"] <= summary["budget_usd"] + worst_trial
+
+
+def test_bad_space_and_negative_budget_fail_at_start(tmp_path: Path) -> None:
+    from ray_ml.tune import load_space
+
+    bad = tmp_path / "space.yaml"
+    bad.write_text("params:\n  train.lrr: {loguniform: [1.0e-4, 1.0e-1]}\n")
+    with pytest.raises(ConfigError, match="train.lrr"):
+        load_space(bad)
+    with pytest.raises(ConfigError, match="tune.space"):
+        run_tune_job(config(tmp_path, "tune.space=nope"))  # before any Ray work
+    with pytest.raises(ConfigError, match="budget_usd"):
+        config(tmp_path, "tune.budget_usd=-1")
