@@ -123,3 +123,29 @@ def test_synthetic_spec_parses_and_rejects_typos() -> None:
         SyntheticSpec.from_uri("synthetic://classification?featurs=3")
     with pytest.raises(Exception, match="imbalance"):
         SyntheticSpec.from_uri("synthetic://classification?imbalance=1.5")
+
+
+@pytest.mark.parametrize(
+    ("uri", "fs_type", "path"),
+    [
+        (
+            "s3://my-bucket/data/part.parquet?region=us-east-1",
+            "S3FileSystem",
+            "my-bucket/data/part.parquet",
+        ),
+        ("gs://my-bucket/data/x.parquet", "GcsFileSystem", "my-bucket/data/x.parquet"),
+    ],
+)
+def test_object_store_uris_reach_pyarrow_filesystems(uri: str, fs_type: str, path: str) -> None:
+    from ray_ml.data._sources import _filesystem_for
+
+    fs, resolved = _filesystem_for(uri)
+    assert type(fs).__name__ == fs_type and resolved == path
+
+
+def test_unsupported_uri_is_named() -> None:
+    from ray_ml.data._sources import _filesystem_for
+    from ray_ml.errors import SourceError
+
+    with pytest.raises(SourceError, match="pyarrow cannot open this URI"):
+        _filesystem_for("nosuchscheme://bucket/key")
