@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,4 +77,9 @@ def maybe_chaos_kill(spec: LoopSpec, epoch: int, rank: int) -> None:
         return
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"pid": os.getpid(), "epoch": epoch}))
+    # Ray Train's controller collects reports on its health-check poll (2 s by default); wait a
+    # few polls so the drill kills after this epoch's checkpoint is committed, as in a real
+    # mid-epoch crash, instead of racing the report.
+    interval = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2.0"))
+    time.sleep(3 * interval)
     os.kill(os.getpid(), signal.SIGKILL)
