@@ -22,7 +22,7 @@ test: env
 	$(BIN)/python -m pytest -q
 
 lint: env
-	$(BIN)/ruff check ray_ml jobs tests benchmarks
+	$(BIN)/ruff check ray_ml jobs tests benchmarks hydra_plugins
 	$(BIN)/mypy
 
 bench: env

@@ -238,8 +238,14 @@ def _max_concurrent(cfg: RunConfig) -> int:
     return max(1, min(fits) if fits else 1)
 
 
-def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None) -> dict[str, Any]:
-    """Run the configured sweep on the current Ray cluster; see the module docstring."""
+def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None, space: SearchSpace | None = None) -> dict[str, Any]:
+    """Run the configured sweep on the current Ray cluster; see the module docstring.
+
+    Args:
+        cfg: The run config (`tune.*` drives the sweep).
+        prepared: The data stage's output, if already computed.
+        space: A search space (the Hydra sweeper builds one); None loads `tune.space`.
+    """
     from ray import tune
 
     from ray_ml.data import prepare_data
@@ -247,7 +253,7 @@ def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None) -> dict[s
 
     t0 = time.perf_counter()
     t = cfg.tune
-    space = load_space(t.space, base=cfg)
+    space = space or load_space(t.space, base=cfg)
     catalog = PriceCatalog.from_config(cfg.cost)
     budget = Budget.from_config(t)
     storage = Path(cfg.storage_path).resolve()
@@ -422,16 +428,16 @@ def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None) -> dict[s
     return summary
 
 
-def run_tune_job(cfg: RunConfig) -> dict[str, Any]:
+def run_tune_job(cfg: RunConfig, space: SearchSpace | None = None) -> dict[str, Any]:
     """`python -m jobs.tune`: embedded (or joined) Ray, then `run_sweep`."""
     from ray_ml.cluster import start_ray, stop_ray
 
-    load_space(cfg.tune.space, base=cfg)  # a bad space fails before Ray starts
+    space = space or load_space(cfg.tune.space, base=cfg)  # a bad space fails before Ray starts
     # Train V2 under Tune frees each finished trial's worker placement group through its
     # PlacementGroupCleaner, which asks the State API (served by the dashboard): without it the
     # groups leak and the next trial waits for CPUs forever (seen on 2.60 here).
     handle = start_ray(cfg.cluster, include_dashboard=True)
     try:
-        return run_sweep(cfg)
+        return run_sweep(cfg, space=space)
     finally:
         stop_ray(handle)

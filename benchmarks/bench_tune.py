@@ -1,0 +1,177 @@
+"""Ray Tune sweeps: scheduling overhead, and a live comparison of search methods under one budget.
+
+`overhead`: N one-second trials (no training), K at a time, on the embedded Ray; reported as
+wall time over the theoretical minimum N*1s/K (target <= 1.3).
+
+`compare`: the same search space, rung settings (ASHA grace 1, reduction 2, max_t = epochs),
+2 CPUs per trial and dollar budget for random+FIFO, random+ASHA, Optuna TPE+ASHA and the
+cost-aware searcher+ASHA, each over the given seeds, on real Ray Train trials (breast cancer MLP).
+Reported per method and seed: best validation loss at the budget, dollars spent, trials, pruned,
+and whether the target loss was reached.
+
+    python -m benchmarks.bench_tune overhead --trials 200 --concurrency 2
+    python -m benchmarks.bench_tune compare --seeds 0 1 2 --budget 0.004
+Results go to benchmarks/results/bench_tune_<part>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+METHODS = {
+    "random+fifo": ("random", "fifo"),
+    "random+asha": ("random", "asha"),
+    "tpe+asha": ("optuna_tpe", "asha"),
+    "cost_aware+asha": ("cost_aware", "asha"),
+}
+
+
+def _sleep_trial(config: dict[str, Any]) -> dict[str, Any]:
+    time.sleep(1.0)
+    return {"score": config["x"]}
+
+
+def overhead(trials: int, concurrency: int) -> dict[str, Any]:
+    from ray import tune
+
+    from ray_ml.cluster import start_ray
+
+    start_ray(num_cpus=concurrency, object_store_mb=300)
+    t0 = time.perf_counter()
+    tuner = tune.Tuner(
+        tune.with_resources(_sleep_trial, {"cpu": 1}),
+        param_space={"x": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=concurrency),
+        run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(), name="overhead", verbose=0),
+    )
+    grid = tuner.fit()
+    wall = time.perf_counter() - t0
+    minimum = trials * 1.0 / concurrency
+    return {
+        "trials": trials,
+        "concurrency": concurrency,
+        "errors": grid.num_errors,
+        "wall_s": wall,
+        "theoretical_min_s": minimum,
+        "ratio": wall / minimum,
+        "target": "<= 1.3",
+    }
+
+
+def compare(
+    seeds: list[int], budget: float, samples: int, epochs: int, target: float
+) -> dict[str, Any]:
+    from ray_ml.cluster import start_ray
+    from ray_ml.config import load_config
+    from ray_ml.data import prepare_data
+    from ray_ml.tune._sweep import run_sweep
+
+    out: dict[str, Any] = {}
+    storage = Path(tempfile.mkdtemp(prefix="bench_tune_"))
+    base = [
+        "experiment=demo",
+        f"storage_path={storage}",
+        "scaling.num_workers=1",
+        f"train.epochs={epochs}",
+        f"tune.max_t={epochs}",
+        "tune.grace_period=1",
+        "tune.reduction_factor=2",
+        f"tune.num_samples={samples}",
+        f"tune.budget_usd={budget}",
+        "train.early_stopping_patience=0",
+        "tune.max_concurrent_trials=2",
+    ]
+    start_ray(load_config("tune", base).cluster, include_dashboard=True)
+    prepared = None
+    for name, (searcher, scheduler) in METHODS.items():
+        runs = []
+        for seed in seeds:
+            cfg = load_config(
+                "tune",
+                [
+                    *base,
+                    f"name=b-{name.replace('+', '-')}-{seed}",
+                    f"seed={seed}",
+                    f"tune.searcher={searcher}",
+                    f"tune.scheduler={scheduler}",
+                ],
+            )
+            prepared = prepared or prepare_data(cfg.data, 0, storage / "data")
+            t0 = time.perf_counter()
+            summary = run_sweep(cfg, prepared=prepared)
+            best = summary["best"]["val_loss"] if summary["best"] else None
+            runs.append(
+                {
+                    "seed": seed,
+                    "best_val_loss": best,
+                    "cost_usd": summary["cost_usd"],
+                    "trials": summary["trials"],
+                    "pruned": summary["pruned"],
+                    "reached_target": best is not None and best <= target,
+                    "wall_s": time.perf_counter() - t0,
+                }
+            )
+        out[name] = runs
+    return {
+        "budget_usd": budget,
+        "target_val_loss": target,
+        "samples": samples,
+        "epochs": epochs,
+        "methods": out,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="part", required=True)
+    o = sub.add_parser("overhead")
+    o.add_argument("--trials", type=int, default=200)
+    o.add_argument("--concurrency", type=int, default=2)
+    c = sub.add_parser("compare")
+    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    c.add_argument("--budget", type=float, default=0.004)
+    c.add_argument("--samples", type=int, default=12)
+    c.add_argument("--epochs", type=int, default=4)
+    c.add_argument("--target", type=float, default=0.12)
+    args = ap.parse_args()
+    os.environ.setdefault("RAY_ML_PROGRESS", "0")
+    result = (
+        overhead(args.trials, args.concurrency)
+        if args.part == "overhead"
+        else compare(args.seeds, args.budget, args.samples, args.epochs, args.target)
+    )
+    result.update(
+        {
+            "benchmark": f"bench_tune {args.part}",
+            "command": "python -m benchmarks.bench_tune " + " ".join(sys.argv[1:]),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+            },
+            "versions": {p: metadata.version(p) for p in ("ray", "optuna", "torch")},
+        }
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"bench_tune_{args.part}.json").write_text(
+        json.dumps(result, indent=2, default=str) + "\n"
+    )
+    print(
+        json.dumps(
+            {k: v for k, v in result.items() if k in ("ratio", "wall_s", "methods")}, default=str
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
