@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -261,6 +262,11 @@ def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None, space: Se
     sweep_dir = storage / sweep_name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     state_path = sweep_dir / "sweep_state.json"
+    tune_path = storage / "tune"
+    exp_dir = tune_path / sweep_name
+    if not t.resume:  # a fresh sweep: nothing of an earlier one with this name carries over
+        shutil.rmtree(exp_dir, ignore_errors=True)
+        state_path.unlink(missing_ok=True)
     prior = json.loads(state_path.read_text()) if (t.resume and state_path.exists()) else {}
     prior_usd = float(prior.get("prior_usd", 0.0)) + sum(
         float(c.get("billed_usd", 0.0)) for c in prior.get("costs", [])
@@ -281,8 +287,6 @@ def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None, space: Se
         # one byte of memory reserves nothing that matters and leaves every CPU to the workers.
         {"cpu": 0, "memory": 1},
     )
-    tune_path = storage / "tune"
-    exp_dir = tune_path / sweep_name
     run_config = tune.RunConfig(
         name=sweep_name,
         storage_path=str(tune_path),
