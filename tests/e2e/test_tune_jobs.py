@@ -18,6 +18,7 @@ from tests.e2e.test_cli_data import last_json, run
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.slow
 def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(tmp_path: Path) -> None:
     args = [
         sys.executable,
