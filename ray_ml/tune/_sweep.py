@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -239,7 +240,9 @@ def _max_concurrent(cfg: RunConfig) -> int:
     return max(1, min(fits) if fits else 1)
 
 
-def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None, space: SearchSpace | None = None) -> dict[str, Any]:
+def run_sweep(
+    cfg: RunConfig, *, prepared: PreparedData | None = None, space: SearchSpace | None = None
+) -> dict[str, Any]:
     """Run the configured sweep on the current Ray cluster; see the module docstring.
 
     Args:
@@ -295,6 +298,10 @@ def run_sweep(cfg: RunConfig, *, prepared: PreparedData | None = None, space: Se
         failure_config=tune.FailureConfig(max_failures=max(cfg.train.max_failures, 0)),
         verbose=1,
     )
+    # Tune saves its experiment state on an adaptive period; trials here last seconds to
+    # minutes, so save at least every second: a killed driver then loses at most the trials
+    # that finished in its last second, which the resumed sweep reruns.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     if t.resume and tune.Tuner.can_restore(str(exp_dir)):
         tuner = tune.Tuner.restore(
             str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
