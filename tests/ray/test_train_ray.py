@@ -155,3 +155,13 @@ def test_gpu_training_with_cached_shard_and_bf16(tmp_path: Path) -> None:
         )
     )
     assert summary["metrics"]["test"]["roc_auc"] > 0.9
+
+
+def test_kfold_cross_validation_reports_mean_and_spread(tmp_path: Path) -> None:
+    summary = run_training(
+        config(tmp_path, "data.kfold=3", "data.val_fraction=0", "scaling.num_workers=1", "train.epochs=1")
+    )
+    cv = summary["metrics"]["cv"]["val_loss"]
+    assert len(cv["folds"]) == 3 and cv["std"] >= 0
+    assert cv["mean"] == pytest.approx(sum(cv["folds"]) / 3)
+    assert summary["metrics"]["validation"]["support"] > 0  # fold 0 is the main run's validation
