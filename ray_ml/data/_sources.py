@@ -547,23 +547,14 @@ def read_sample(uri: str, rows: int = 10_000) -> pa.Table:
             if src.format == "parquet":
                 table = pq.read_table(f)
             else:
-                data = f.readall()
-                if src.format == "csv":
-                    try:
-                        table = pacsv.read_csv(io.BytesIO(data))
-                    except pa.ArrowInvalid as exc:
-                        raise SourceError(
-                            f"source {uri!r}: cannot infer a contract from {path!r}: {exc}. "
-                            "Infer from a clean sample of the data."
-                        ) from None
-                else:
-                    try:
-                        table = pajson.read_json(io.BytesIO(data))
-                    except pa.ArrowInvalid as exc:
-                        raise SourceError(
-                            f"source {uri!r}: cannot infer a contract from {path!r}: {exc}. "
-                            "Infer from a clean sample of the data."
-                        ) from None
+                reader = pacsv.read_csv if src.format == "csv" else pajson.read_json
+                try:
+                    table = reader(io.BytesIO(f.readall()))
+                except pa.ArrowInvalid as exc:
+                    raise SourceError(
+                        f"source {uri!r}: cannot infer a contract from {path!r}: {exc}. "
+                        "Infer from a clean sample of the data."
+                    ) from None
         tables.append(table)
         have += table.num_rows
         if have >= rows:

@@ -73,12 +73,17 @@ def _oversample(table: pa.Table, label: str, classes: list[Any], factors: list[i
     return table.take(pa.array(np.repeat(np.arange(table.num_rows), reps)))
 
 
-def _scaling_resources(cfg: RunConfig) -> dict[str, float]:
+def _per_worker_resources(cfg: RunConfig) -> dict[str, float]:
     s = cfg.scaling
     per_worker = {"CPU": s.cpus_per_worker, **dict(s.resources_per_worker)}
     if s.use_gpu:
         per_worker["GPU"] = s.gpus_per_worker
-    return {k: v * s.num_workers for k, v in per_worker.items()}
+    return per_worker
+
+
+def _scaling_resources(cfg: RunConfig) -> dict[str, float]:
+    """Everything a run holds: all its Train workers (what the cost meter prices)."""
+    return {k: v * cfg.scaling.num_workers for k, v in _per_worker_resources(cfg).items()}
 
 
 def _build_trainer(
@@ -92,9 +97,7 @@ def _build_trainer(
     import ray.train
 
     s = cfg.scaling
-    per_worker = {"CPU": s.cpus_per_worker, **dict(s.resources_per_worker)}
-    if s.use_gpu:
-        per_worker["GPU"] = s.gpus_per_worker
+    per_worker = _per_worker_resources(cfg)
     scaling = ray.train.ScalingConfig(
         num_workers=s.num_workers,
         use_gpu=s.use_gpu,
