@@ -12,7 +12,6 @@ sets with Ray Data (`map_batches`), and scikit-learn computes the metrics over e
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from ray_ml.config import run_config_to_dict
 from ray_ml.data import PreparedData, prepare_data
 from ray_ml.data._blocks import map_blocks
 from ray_ml.data._checks import ROW_HASH_COLUMN
@@ -47,15 +47,12 @@ class TrainingFailed(RayMLError):
     """Ray Train gave up on the run (a worker died more often than train.max_failures allows)."""
 
 
-def _plain(obj: Any) -> Any:
-    return json.loads(json.dumps(dataclasses.asdict(obj), default=str))
-
-
 def _config_hash(cfg: RunConfig, fingerprint: str) -> str:
+    plain = run_config_to_dict(cfg)
     shaping = {
-        "model": _plain(cfg.model),
-        "train": _plain(cfg.train),
-        "scaling": _plain(cfg.scaling),
+        "model": plain["model"],
+        "train": plain["train"],
+        "scaling": plain["scaling"],
         "data": fingerprint,
         "seed": cfg.seed,
     }
@@ -113,25 +110,17 @@ def _build_trainer(
     )
     # Validation is read whole by each worker and split by row hash (no rows dropped).
     data_config = ray.train.DataConfig(datasets_to_split=["train"])
+    trainer_cls: Any
     if str(cfg.model.kind) == "xgboost":
-        from ray.train.xgboost import XGBoostTrainer
+        from ray.train.xgboost import XGBoostTrainer as trainer_cls
 
-        from ray_ml.train._xgboost import xgboost_train_loop_per_worker
+        from ray_ml.train._xgboost import xgboost_train_loop_per_worker as loop
+    else:
+        from ray.train.torch import TorchTrainer as trainer_cls
 
-        return XGBoostTrainer(
-            xgboost_train_loop_per_worker,
-            train_loop_config=spec.to_dict(),
-            scaling_config=scaling,
-            run_config=run_config,
-            datasets=datasets,
-            dataset_config=data_config,
-        )
-    from ray.train.torch import TorchTrainer
-
-    from ray_ml.train._torch import torch_train_loop_per_worker
-
-    return TorchTrainer(
-        torch_train_loop_per_worker,
+        from ray_ml.train._torch import torch_train_loop_per_worker as loop
+    return trainer_cls(
+        loop,
         train_loop_config=spec.to_dict(),
         scaling_config=scaling,
         run_config=run_config,
@@ -190,12 +179,13 @@ def _fit(
     # tasks, so training workers holding every CPU cannot starve the input pipeline.
     train = train.materialize()
     validation = validation.materialize()
+    plain = run_config_to_dict(cfg)
     spec = LoopSpec(
         task=contract.task.value,
         classes=classes,
         preprocessor=prepared.preprocessor.to_dict(),
-        model=_plain(cfg.model),
-        train=_plain(cfg.train),
+        model=plain["model"],
+        train=plain["train"],
         seed=cfg.seed,
         train_rows=train_rows,
         class_weights=class_weights,
@@ -267,7 +257,7 @@ def _write_bundle(
             return write_bundle(
                 path,
                 model_kind="xgboost",
-                model_config={**_plain(cfg.model), **facts},
+                model_config={**run_config_to_dict(cfg)["model"], **facts},
                 xgboost_model=raw,
                 **common,
             )
@@ -342,7 +332,7 @@ def run_training(
     extra = {
         "run_name": run_name,
         "trainer_name": trainer_name,
-        "config": json.loads(json.dumps(_plain(cfg), default=str)),
+        "config": run_config_to_dict(cfg),
         "data_fingerprint": prepared.fingerprint,
         "wall_s": round(wall_train, 3),
         "resources": _scaling_resources(cfg),

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray_ml.cost import Budget, CostMeter, PriceCatalog
 from ray_ml.errors import ConfigError
+from ray_ml.train._run import _scaling_resources
 from ray_ml.tune._results import (
     Leaderboard,
     NoWinnerError,
@@ -38,12 +39,6 @@ if TYPE_CHECKING:
     from ray_ml.data import PreparedData
 
 __all__ = ["run_sweep", "run_tune_job", "train_driver_fn"]
-
-
-def _trial_resources(cfg: RunConfig) -> dict[str, float]:
-    from ray_ml.train._run import _scaling_resources
-
-    return _scaling_resources(cfg)
 
 
 def _cost_report_callback(usd_per_hour: float) -> Any:
@@ -76,7 +71,7 @@ def train_driver_fn(
 
     cfg = apply_params(base, config)
     trial_id = tune.get_context().get_trial_id()
-    rate = catalog.price_of(_trial_resources(cfg))
+    rate = catalog.price_of(_scaling_resources(cfg))
     _fit(
         cfg,
         prepared,
@@ -234,7 +229,7 @@ def _max_concurrent(cfg: RunConfig) -> int:
 
     if cfg.tune.max_concurrent_trials:
         return cfg.tune.max_concurrent_trials
-    need = _trial_resources(cfg)
+    need = _scaling_resources(cfg)
     have = ray.cluster_resources()
     fits = [math.floor(have.get(k, 0.0) / v) for k, v in need.items() if v > 0]
     return max(1, min(fits) if fits else 1)
@@ -282,7 +277,7 @@ def run_sweep(
 
     meter = CostMeter(catalog, clock=time.time)
     callback, stopper = _make_callback_and_stopper(
-        meter, budget, t.max_t, prior_usd, state_path, _trial_resources(cfg)
+        meter, budget, t.max_t, prior_usd, state_path, _scaling_resources(cfg)
     )
     trainable = tune.with_resources(
         tune.with_parameters(train_driver_fn, base=cfg, prepared=prepared, catalog=catalog),
