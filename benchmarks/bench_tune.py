@@ -10,8 +10,8 @@ Reported per method and seed: best validation loss at the budget, dollars spent,
 and whether the target loss was reached.
 
     python -m benchmarks.bench_tune overhead --trials 200 --concurrency 2
-    python -m benchmarks.bench_tune compare --seeds 0 1 2 --budget 0.004
-Results go to benchmarks/results/bench_tune_<part>.json.
+    python -m benchmarks.bench_tune compare --seeds 0 1 2 --budget 0.002
+Results go to benchmarks/results/bench_tune_<part>.json (and bench_tune_compare.png).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _sleep_trial(config: dict[str, Any]) -> dict[str, Any]:
     return {"score": config["x"]}
 
 
-def overhead(trials: int, concurrency: int) -> dict[str, Any]:
+def overhead(trials: int, concurrency: int, reuse_actors: bool) -> dict[str, Any]:
     from ray import tune
 
     from ray_ml.cluster import start_ray
@@ -51,7 +51,9 @@ def overhead(trials: int, concurrency: int) -> dict[str, Any]:
     tuner = tune.Tuner(
         tune.with_resources(_sleep_trial, {"cpu": 1}),
         param_space={"x": tune.uniform(0, 1)},
-        tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=concurrency),
+        tune_config=tune.TuneConfig(
+            num_samples=trials, max_concurrent_trials=concurrency, reuse_actors=reuse_actors
+        ),
         run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(), name="overhead", verbose=0),
     )
     grid = tuner.fit()
@@ -60,6 +62,7 @@ def overhead(trials: int, concurrency: int) -> dict[str, Any]:
     return {
         "trials": trials,
         "concurrency": concurrency,
+        "reuse_actors": reuse_actors,
         "errors": grid.num_errors,
         "wall_s": wall,
         "theoretical_min_s": minimum,
@@ -110,6 +113,7 @@ def compare(
             t0 = time.perf_counter()
             summary = run_sweep(cfg, prepared=prepared)
             best = summary["best"]["val_loss"] if summary["best"] else None
+            curve = _spend_curve(storage / "tune" / f"{cfg.name}-sweep")
             runs.append(
                 {
                     "seed": seed,
@@ -118,6 +122,8 @@ def compare(
                     "trials": summary["trials"],
                     "pruned": summary["pruned"],
                     "reached_target": best is not None and best <= target,
+                    "usd_to_target": next((usd for usd, v in curve if v <= target), None),
+                    "curve": curve,
                     "wall_s": time.perf_counter() - t0,
                 }
             )
@@ -127,8 +133,86 @@ def compare(
         "target_val_loss": target,
         "samples": samples,
         "epochs": epochs,
+        "summary": _summarize(out),
         "methods": out,
     }
+
+
+def _spend_curve(exp_dir: Path, metric: str = "val_loss") -> list[tuple[float, float]]:
+    """(sweep dollars so far, best metric so far) after every report of every trial, in time order.
+
+    Each report carries its trial's billed dollars so far (`cost_usd`); the sweep's spend at a
+    report is the sum of every trial's latest figure then.
+    """
+    events = []
+    for path in exp_dir.glob("*/result.json"):
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            if metric in r and "cost_usd" in r:
+                events.append((r["timestamp"], r["trial_id"], r["cost_usd"], r[metric]))
+    events.sort()
+    latest: dict[str, float] = {}
+    best = float("inf")
+    curve = []
+    for _, trial_id, usd, value in events:
+        latest[trial_id] = usd
+        best = min(best, value)
+        curve.append((round(sum(latest.values()), 6), best))
+    return curve
+
+
+def _summarize(methods: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per method over seeds: mean/min/max best loss, seeds reaching the target, mean dollars."""
+    out = {}
+    for name, runs in methods.items():
+        best = [r["best_val_loss"] for r in runs if r["best_val_loss"] is not None]
+        to_target = [r["usd_to_target"] for r in runs if r["usd_to_target"] is not None]
+        out[name] = {
+            "seeds": len(runs),
+            "best_val_loss_mean": sum(best) / len(best) if best else None,
+            "best_val_loss_min": min(best, default=None),
+            "best_val_loss_max": max(best, default=None),
+            "reached_target": f"{len(to_target)}/{len(runs)}",
+            "usd_to_target_mean": sum(to_target) / len(to_target) if to_target else None,
+            "cost_usd_mean": sum(r["cost_usd"] for r in runs) / len(runs),
+        }
+    return out
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Best validation loss against dollars spent, one line per method and seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    colors = dict(zip(result["methods"], plt.get_cmap("tab10").colors, strict=False))
+    for name, runs in result["methods"].items():
+        for i, run in enumerate(runs):
+            if not run["curve"]:
+                continue
+            usd, best = zip(*run["curve"], strict=True)
+            ax.step(
+                usd,
+                best,
+                where="post",
+                color=colors[name],
+                alpha=0.8,
+                label=name if i == 0 else None,
+            )
+    ax.axhline(result["target_val_loss"], color="grey", ls="--", lw=1, label="target")
+    ax.axvline(result["budget_usd"], color="black", ls=":", lw=1, label="budget")
+    ax.set_xlabel("sweep spend (USD, illustrative prices)")
+    ax.set_ylabel("best validation loss so far")
+    ax.set_yscale("log")
+    ax.set_title(
+        f"Search methods under one budget ({len(next(iter(result['methods'].values())))} seeds)"
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -137,16 +221,19 @@ def main() -> None:
     o = sub.add_parser("overhead")
     o.add_argument("--trials", type=int, default=200)
     o.add_argument("--concurrency", type=int, default=2)
+    o.add_argument(
+        "--no-reuse-actors", dest="reuse_actors", action="store_false", help="a new actor per trial"
+    )
     c = sub.add_parser("compare")
     c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    c.add_argument("--budget", type=float, default=0.004)
-    c.add_argument("--samples", type=int, default=12)
-    c.add_argument("--epochs", type=int, default=4)
+    c.add_argument("--budget", type=float, default=0.002)
+    c.add_argument("--samples", type=int, default=10)
+    c.add_argument("--epochs", type=int, default=3)
     c.add_argument("--target", type=float, default=0.12)
     args = ap.parse_args()
     os.environ.setdefault("RAY_ML_PROGRESS", "0")
     result = (
-        overhead(args.trials, args.concurrency)
+        overhead(args.trials, args.concurrency, args.reuse_actors)
         if args.part == "overhead"
         else compare(args.seeds, args.budget, args.samples, args.epochs, args.target)
     )
@@ -166,9 +253,11 @@ def main() -> None:
     (RESULTS / f"bench_tune_{args.part}.json").write_text(
         json.dumps(result, indent=2, default=str) + "\n"
     )
+    if args.part == "compare":
+        plot(result, RESULTS / "bench_tune_compare.png")
     print(
         json.dumps(
-            {k: v for k, v in result.items() if k in ("ratio", "wall_s", "methods")}, default=str
+            {k: v for k, v in result.items() if k in ("ratio", "wall_s", "summary")}, default=str
         )
     )
 
