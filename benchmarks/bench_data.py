@@ -18,14 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from benchmarks._common import environment
 from ray_ml.data import SyntheticSpec, check_table
 from ray_ml.data._checks import RAW_COLUMN, REASON_COLUMN, ROW_HASH_COLUMN
 from ray_ml.data._preprocess import _block_stats, _finish
@@ -195,16 +194,6 @@ def _run_child(path: str, data: Path, work: Path, rows: int) -> dict[str, Any]:
     return json.loads(line[len("RESULT ") :])
 
 
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for pkg in ("ray", "pyarrow", "numpy", "pandas"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=5_000_000)
@@ -255,12 +244,7 @@ def main() -> None:
             "columns": 20,
             "files": len(list((work / f"data-{args.rows}").glob("*.parquet"))),
             "bad_fraction": BAD_FRACTION,
-            "machine": {
-                "cpus": os.cpu_count(),
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-            },
-            "versions": _versions(),
+            **environment(("ray", "pyarrow", "numpy", "pandas")),
             "results": results,
             "ray_over_baseline_throughput": big["ray_over_baseline_throughput"],
             "ray_driver_peak_rss_mb": {k: v["ray"]["peak_rss_mb"] for k, v in results.items()},

@@ -21,17 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from benchmarks._common import environment
 from ray_ml.data import SyntheticSpec, fit_preprocessor_table
 
 RESULTS = Path(__file__).parent / "results" / "bench_train.json"
@@ -333,12 +332,7 @@ def main() -> None:
         "features": args.features,
         "batch_size": args.batch_size,
         "prefetch_batches": args.prefetch,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
-        "versions": {p: metadata.version(p) for p in ("ray", "torch", "xgboost", "pyarrow")},
+        **environment(("ray", "torch", "xgboost", "pyarrow")),
         "torch_ddp": torch_res,
         "xgboost": {**xgb_res, "rounds": args.xgb_rounds, "target": "<= 1.2, logloss within 1e-3"},
     }

@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from benchmarks._common import environment
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = {
@@ -241,12 +241,7 @@ def main() -> None:
         {
             "benchmark": f"bench_tune {args.part}",
             "command": "python -m benchmarks.bench_tune " + " ".join(sys.argv[1:]),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-            },
-            "versions": {p: metadata.version(p) for p in ("ray", "optuna", "torch")},
+            **environment(("ray", "optuna", "torch")),
         }
     )
     RESULTS.mkdir(parents=True, exist_ok=True)

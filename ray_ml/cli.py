@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ray_ml.errors import RayMLError, RejectRateExceeded
@@ -104,6 +105,33 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from ray_ml.config import load_config
+    from ray_ml.serve import run_serve_job, serve_config
+
+    overrides = list(args.overrides)
+    if args.bundle:
+        overrides.append(f"serve.bundle={Path(args.bundle).resolve()}")
+    if args.alias:
+        overrides.append(f"serve.alias={args.alias}")
+    if args.version:
+        overrides.append(f"serve.version={args.version}")
+    cfg = load_config("serve", overrides)
+    if args.emit_config:
+        import yaml
+
+        Path(args.emit_config).write_text(
+            "# Deploy with Ray's CLI: serve deploy "
+            + args.emit_config
+            + "\n"
+            + yaml.safe_dump(serve_config(cfg, overrides), sort_keys=False)
+        )
+        _emit({"serve_config": args.emit_config})
+        return 0
+    _emit(run_serve_job(cfg))
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ray-ml", description=__doc__.split("\n\n")[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -179,6 +207,24 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
     predict.add_argument("--object-store-mb", type=int, default=1024)
     predict.set_defaults(func=_predict)
+
+    serve = verbs.add_parser(
+        "serve",
+        help="serve a model over HTTP until Ctrl-C (same config as python -m jobs.serve)",
+    )
+    what = serve.add_mutually_exclusive_group()
+    what.add_argument("--bundle", help="serve this bundle directory (no registry)")
+    what.add_argument("--alias", help="serve this registry alias (default: production)")
+    what.add_argument("--version", help="serve this registry version")
+    serve.add_argument(
+        "--emit-config",
+        metavar="FILE",
+        help="write a Serve config file for `serve deploy FILE` instead of serving",
+    )
+    serve.add_argument(
+        "overrides", nargs="*", help="Hydra overrides, e.g. name=demo serve.port=8080"
+    )
+    serve.set_defaults(func=_serve)
 
     add_registry_parser(verbs)
     return parser

@@ -826,6 +826,12 @@ class ServeConfig(_Validated):
         drift_window: Requests per window of the feature-drift monitor.
         drift_psi_threshold: Population stability index above which a feature drifts.
         registry_root: Folder of the model registry.
+        model: Registry model name; null uses the run's `name`.
+        app_name: Ray Serve application name.
+        max_ongoing_requests: Requests a replica accepts at once (at least `max_batch_size`
+            for batching to fill).
+        poll_s: Seconds between checks of the registry aliases (a `production` or
+            `candidate` change is served within this delay, without a redeploy).
     """
 
     _group = "serve"
@@ -855,9 +861,17 @@ class ServeConfig(_Validated):
     drift_window: int = 1000
     drift_psi_threshold: float = 0.2
     registry_root: str = "runs/registry"
+    model: str | None = None
+    app_name: str = "ray-ml"
+    max_ongoing_requests: int = 64
+    poll_s: float = 1.0
 
     def __post_init__(self) -> None:
         self._non_empty("host")
+        self._name_like("model", optional=True)
+        self._name_like("app_name")
+        self._at_least("max_ongoing_requests", 1)
+        self._positive("poll_s")
         self._in_range("port", 1, 65535)
         self._name_like("alias", optional=True)
         if self.version is not None:

@@ -14,6 +14,7 @@ The winner (by `tune.winner_rule`) is retrained at full fidelity, bundled and re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -70,6 +71,8 @@ def train_driver_fn(
     from ray_ml.train._run import _fit
 
     cfg = apply_params(base, config)
+    # A restarted trial (its actor died) continues its own Train run from the last checkpoint.
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, resume=True))
     trial_id = tune.get_context().get_trial_id()
     rate = catalog.price_of(_scaling_resources(cfg))
     _fit(
@@ -118,20 +121,39 @@ def _make_callback_and_stopper(
 
         def __init__(self) -> None:
             self.records: dict[str, dict[str, Any]] = {}
+            self._checkpointed_at: dict[str, int] = {}
 
         def on_trial_start(
             self, iteration: int, trials: list[Any], trial: Any, **info: Any
         ) -> None:
             # A trial holds its Train workers' resources (its own driver asks for 0 CPUs).
+            tid = trial.trial_id
+            if tid not in meter.trial_ids:
+                meter.start(tid, train_resources)
+            elif meter.trial_cost(tid).status == "paused":
+                meter.resume(tid)  # restarted after a failure (see on_trial_recover)
+            else:
+                meter.restart(tid)
+
+        def on_trial_recover(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            # The trial's actor died (a spot node preempted, a crash); Tune restarts it from its
+            # last checkpoint: the work since that checkpoint is waste, and nothing is held
+            # until the trial starts again.
             if trial.trial_id in meter.trial_ids:
                 meter.restart(trial.trial_id)
-            else:
-                meter.start(trial.trial_id, train_resources)
+                meter.pause(trial.trial_id)
 
         def on_trial_result(
             self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
         ) -> None:
-            meter.update(trial.trial_id, checkpoint="checkpoint_path" in result)
+            latest = trial.latest_checkpoint_result
+            at = int(latest.metrics.get("training_iteration", 0)) if latest is not None else 0
+            saved = at > self._checkpointed_at.get(trial.trial_id, 0)
+            if saved:
+                self._checkpointed_at[trial.trial_id] = at
+            meter.update(trial.trial_id, checkpoint=saved)
 
         def _end(self, trial: Any, status: str) -> None:
             last = trial.last_result or {}
@@ -235,6 +257,43 @@ def _max_concurrent(cfg: RunConfig) -> int:
     return max(1, min(fits) if fits else 1)
 
 
+def _sweep_placement_groups() -> set[str] | None:
+    """Placement groups of this job that are not removed (None: no State API to ask)."""
+    import ray
+    from ray.util.state import list_placement_groups
+
+    try:
+        groups = list_placement_groups(
+            filters=[("creator_job_id", "=", ray.get_runtime_context().get_job_id())],
+            limit=10_000,
+            raise_on_missing_output=False,
+        )
+    except Exception:  # no dashboard on a joined cluster: nothing to reap with
+        return None
+    return {g.placement_group_id for g in groups if g.state != "REMOVED"}
+
+
+def _reap_placement_groups(before: set[str] | None) -> int:
+    """Remove the worker placement groups that trials stopped during start-up left behind.
+
+    Ray 2.60: a trial stopped (by the budget, say) while its Train controller is still starting
+    its workers leaves the workers' placement group CREATED, with nobody left to remove it; the
+    next Train run then waits for those CPUs forever. Once `fit()` has returned no trial of this
+    sweep runs, so every group this job created during the sweep and still holds is such a
+    leftover.
+    """
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    after = _sweep_placement_groups()
+    if before is None or after is None:
+        return 0
+    leaked = after - before
+    for pg_id in leaked:
+        remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg_id)))
+    return len(leaked)
+
+
 def run_sweep(
     cfg: RunConfig, *, prepared: PreparedData | None = None, space: SearchSpace | None = None
 ) -> dict[str, Any]:
@@ -316,7 +375,9 @@ def run_sweep(
             ),
             run_config=run_config,
         )
+    groups_before = _sweep_placement_groups()
     grid = tuner.fit()
+    reaped = _reap_placement_groups(groups_before)
 
     records = []
     for result in (grid[i] for i in range(len(grid))):
@@ -405,6 +466,7 @@ def run_sweep(
         "waste_usd": round(totals.waste_usd, 6),
         "budget_usd": budget.usd,
         "stop_reason": stopper.reason,
+        "reaped_placement_groups": reaped,
         "trials": len(records),
         "pruned": sum(1 for r in records if r["status"] == "pruned"),
         "status_counts": {

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -67,3 +72,57 @@ def test_bad_space_and_negative_budget_fail_at_start(tmp_path: Path) -> None:
         run_tune_job(config(tmp_path, "tune.space=nope"))  # before any Ray work
     with pytest.raises(ConfigError, match="budget_usd"):
         config(tmp_path, "tune.budget_usd=-1")
+
+
+def _kill_trial_actor_after_first_checkpoint(storage: Path, killed: list[int]) -> None:
+    """Preempt the trial: SIGKILL its Tune actor once it has reported a checkpointed epoch."""
+    from ray.util.state import list_actors
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        # Tune has the first report (sent after Train registered that epoch's checkpoint).
+        if any(p.stat().st_size > 0 for p in (storage / "tune").glob("*/*/result.json")):
+            actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+            pids = [a.pid for a in actors if a.class_name == "ImplicitFunc"]
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+                return
+        time.sleep(0.2)
+
+
+def test_spot_trial_survives_a_killed_trial_actor_and_charges_the_waste(tmp_path: Path) -> None:
+    cfg = config(
+        tmp_path,
+        "tune.num_samples=1",
+        "tune.max_t=4",
+        "train.epochs=4",
+        "train.max_failures=1",
+        "cost.pricing=spot",
+    )
+    killed: list[int] = []
+    killer = threading.Thread(
+        target=_kill_trial_actor_after_first_checkpoint, args=(tmp_path, killed), daemon=True
+    )
+    killer.start()
+    summary = run_sweep(cfg)
+    killer.join(timeout=5)
+    assert killed, "the trial actor was never killed"
+    board = pq.read_table(summary["leaderboard"]).to_pylist()
+    assert [r["status"] for r in board] == ["completed"]
+    assert board[0]["iterations"] == 4
+    assert board[0]["waste_usd"] > 0 and summary["waste_usd"] == pytest.approx(
+        board[0]["waste_usd"], rel=1e-6
+    )
+    # Resumed from the checkpoint, not from scratch: epoch 1 was trained (and reported) once.
+    results = [
+        json.loads(line)
+        for path in (tmp_path / "tune").glob("*/*/result.json")
+        for line in path.read_text().splitlines()
+    ]
+    epochs = [r["epoch"] for r in results]
+    assert epochs.count(1) == 1 and max(epochs) == 4, epochs
+    spot = PriceCatalog.from_config(cfg.cost).price_of({"CPU": 1.0})
+    on_demand = PriceCatalog.from_config(config(tmp_path).cost).price_of({"CPU": 1.0})
+    assert spot < on_demand
+    assert board[0]["cost_usd"] <= spot * board[0]["wall_s"] / 3600 * (1 + 1e-6)

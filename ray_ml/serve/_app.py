@@ -1,0 +1,509 @@
+"""The Ray Serve application: one HTTP ingress deployment that predicts, one state deployment.
+
+`ModelServer` (FastAPI through `serve.ingress`, N replicas or autoscaled) does the whole request:
+bearer-token auth, limits and validation from the bundle's contract (`RequestValidator`: a 4xx
+naming the field for any bad input), the traffic split between the stable model and a canary,
+`@serve.batch` over concurrent requests, and the bundle's own `Predictor` (so preprocessing is
+training's). Model inference lives in the ingress replica rather than in a second deployment:
+each hop through Serve costs milliseconds on small machines, and the bundles served here are
+small. Both the stable and the canary model are loaded in every replica.
+
+`ServeState` (one replica) holds what must be shared by all replicas: the routing table (which
+registry version is stable, which is the canary and its percent), the canary judge, the drift
+window and the aggregated Prometheus metrics. Replicas flush small JSON deltas to it every
+`FLUSH_S` seconds and get the routing table back; the state polls the registry aliases every
+`serve.poll_s`, so `ray-ml registry promote|rollback` changes what is served without a redeploy
+(replicas load the new bundle next to the old one and switch between two requests: no request
+is lost). When the canary judge decides, the state moves the registry aliases itself (promote:
+`production` -> candidate version; rollback: `candidate` deleted) with the reason in the audit
+log and in the replica's log.
+
+The token never leaves the driver: replicas get its SHA-256 and compare digests in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+
+from ray_ml.serve._monitor import (
+    CONTENT_TYPE,
+    CanaryJudge,
+    DriftWindow,
+    MetricsDelta,
+    ServeMetrics,
+    drift_counts,
+    merge_counts,
+)
+from ray_ml.serve._validate import RequestError, RequestLimits, RequestValidator
+
+__all__ = ["ModelServer", "ServeSpec", "ServeState", "resolve_routing"]
+
+logger = logging.getLogger("ray.serve")
+FLUSH_S = 0.5  # replica -> state flush period
+
+
+@dataclass(frozen=True)
+class ServeSpec:
+    """Everything a replica needs, JSON-able (it travels in Serve's deployment config).
+
+    `version`/`alias` select a registry version of `model` under `registry_root`; `bundle`
+    serves one bundle directory (no registry, no canary). `token_sha256` is None when auth is
+    off.
+    """
+
+    model: str
+    registry_root: str | None
+    alias: str | None
+    version: str | None
+    bundle: str | None
+    token_sha256: str | None
+    limits: dict[str, int]
+    max_batch_size: int = 32
+    batch_wait_timeout_s: float = 0.01
+    device: str = "cpu"
+    canary_percent: float = 0.0
+    canary_min_requests: int = 100
+    canary_max_error_rate: float = 0.01
+    canary_max_latency_ratio: float = 1.5
+    drift_window: int = 1000
+    drift_psi_threshold: float = 0.2
+    poll_s: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ServeSpec:
+        return cls(**raw)
+
+
+# -- routing --------------------------------------------------------------------------------------
+def _registry(spec: ServeSpec) -> Any:
+    from ray_ml.registry import Registry
+
+    assert spec.registry_root is not None
+    return Registry(spec.registry_root)
+
+
+def resolve_routing(spec: ServeSpec, revision: int = 0) -> dict[str, Any]:
+    """The routing table for `spec` now: `{"revision", "stable", "canary"}`.
+
+    `stable`/`canary` are `{"version": str, "ref": version number or bundle path}`; the canary
+    (with `percent`) exists only when serving an alias with `canary_percent > 0` and the
+    registry's `candidate` points at another version than the stable one.
+
+    Raises:
+        RegistryError: The alias, version or model does not exist.
+    """
+    if spec.bundle is not None:
+        label = f"bundle:{spec.bundle.rstrip('/').rsplit('/', 1)[-1]}"
+        return {
+            "revision": revision,
+            "stable": {"version": label, "ref": spec.bundle},
+            "canary": None,
+        }
+    reg = _registry(spec)
+    ref = spec.version if spec.version is not None else spec.alias
+    assert ref is not None
+    stable = reg.get(spec.model, ref).version
+    canary = None
+    if spec.version is None and spec.canary_percent > 0:
+        aliases = reg.aliases(spec.model)
+        cand = aliases.get("candidate")
+        if cand is not None and cand != stable:
+            canary = {"version": str(cand), "ref": cand, "percent": spec.canary_percent}
+    return {
+        "revision": revision,
+        "stable": {"version": str(stable), "ref": stable},
+        "canary": canary,
+    }
+
+
+def _same_routes(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a["stable"] == b["stable"] and a["canary"] == b["canary"]
+
+
+# -- the shared state -----------------------------------------------------------------------------
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
+class ServeState:
+    """Routing table, canary judge, drift window and metrics shared by every replica."""
+
+    async def __init__(self, spec: dict[str, Any], routing: dict[str, Any]) -> None:  # type: ignore[misc]
+        self.spec = ServeSpec.from_dict(spec)
+        self.routing = routing
+        self.metrics = ServeMetrics()
+        self.decisions: list[dict[str, Any]] = []
+        self.alerts: list[dict[str, Any]] = []
+        self.judge = CanaryJudge(
+            self.spec.canary_min_requests,
+            self.spec.canary_max_error_rate,
+            self.spec.canary_max_latency_ratio,
+        )
+        self._reference: dict[str, Any] = {}
+        self.drift = self._new_drift_window()
+        self._poller = asyncio.get_running_loop().create_task(self._poll_registry())
+
+    def _new_drift_window(self) -> DriftWindow:
+        from ray_ml.serve._server import load_reference
+
+        self._reference = load_reference(self.spec, self.routing["stable"]["ref"])
+        return DriftWindow(self._reference, self.spec.drift_window, self.spec.drift_psi_threshold)
+
+    async def _poll_registry(self) -> None:
+        if self.spec.bundle is not None:
+            return
+        while True:
+            await asyncio.sleep(self.spec.poll_s)
+            try:
+                now = await asyncio.to_thread(resolve_routing, self.spec)
+            except Exception as exc:  # a registry hiccup must not stop serving
+                logger.warning("ray_ml serve: cannot read the registry (%s); keeping routes", exc)
+                continue
+            if not _same_routes(now, self.routing):
+                self._set_routing(now, "registry aliases changed")
+
+    def _set_routing(self, new: dict[str, Any], why: str) -> None:
+        old = self.routing
+        new = {**new, "revision": old["revision"] + 1}
+        self.routing = new
+        logger.info(
+            "ray_ml serve: routing revision %d (%s): stable %s, canary %s",
+            new["revision"],
+            why,
+            new["stable"]["version"],
+            (new["canary"] or {}).get("version"),
+        )
+        if new["canary"] != old["canary"]:
+            self.judge.reset()
+        if new["stable"] != old["stable"]:
+            self.judge.reset()
+            self.drift = self._new_drift_window()
+
+    async def flush(self, delta: dict[str, Any]) -> dict[str, Any]:
+        """Merge one replica's delta; judge the canary; return the routing table."""
+        self.metrics.merge(delta["metrics"])
+        self.judge.record_delta(delta["metrics"])  # 2xx/5xx outcomes per role; 4xx say nothing
+        drift = delta["drift"]
+        # Counts binned against another reference (the stable version just changed) are dropped.
+        if (
+            drift
+            and drift.get("rows")
+            and drift.get("reference") == self.routing["stable"]["version"]
+        ):
+            self.drift.add(drift["counts"])
+            full = self.drift.report()
+            for feature in self.drift.alerts(full):
+                report = full["features"][feature]
+                alert = {"time": time.time(), "feature": feature, "psi": report["psi"]}
+                self.alerts.append(alert)
+                logger.warning(
+                    "ray_ml serve DRIFT ALERT: feature %r PSI %.3f > %.3f over the last %d rows",
+                    feature,
+                    report["psi"],
+                    self.spec.drift_psi_threshold,
+                    report["rows"],
+                )
+        if self.routing["canary"] is not None:
+            decision = self.judge.decide()
+            if decision is not None:
+                await asyncio.to_thread(self._apply, decision)
+        return self.routing
+
+    def _apply(self, decision: Any) -> None:
+        canary = self.routing["canary"]
+        reg = _registry(self.spec)
+        reason = f"canary judge: {decision.reason}"
+        if decision.action == "promote":
+            reg.promote(
+                self.spec.model,
+                int(canary["ref"]),
+                to=self.spec.alias or "production",
+                reason=reason,
+            )
+        else:
+            reg.delete_alias(self.spec.model, "candidate", reason=reason)
+        self.decisions.append(
+            {
+                "time": time.time(),
+                "action": decision.action,
+                "version": canary["version"],
+                "reason": decision.reason,
+                "stats": self.judge.stats(),
+            }
+        )
+        logger.warning(
+            "ray_ml serve: canary version %s %s: %s",
+            canary["version"],
+            "promoted" if decision.action == "promote" else "rolled back",
+            decision.reason,
+        )
+        self._set_routing(resolve_routing(self.spec), f"canary {decision.action}")
+
+    async def get_routing(self) -> dict[str, Any]:
+        return self.routing
+
+    async def models(self) -> dict[str, Any]:
+        stable, canary = self.routing["stable"], self.routing["canary"]
+        split = {stable["version"]: 100.0 - (canary["percent"] if canary else 0.0)}
+        if canary:
+            split[canary["version"]] = canary["percent"]
+        return {
+            "model": self.spec.model,
+            "served_by": (
+                {"bundle": self.spec.bundle}
+                if self.spec.bundle
+                else {"version": self.spec.version}
+                if self.spec.version
+                else {"alias": self.spec.alias}
+            ),
+            "stable": stable["version"],
+            "canary": canary["version"] if canary else None,
+            "traffic_percent": split,
+            "routing_revision": self.routing["revision"],
+            "canary_stats": self.judge.stats() if canary else None,
+            "canary_decisions": self.decisions,
+            "requests": self.metrics.snapshot(),
+        }
+
+    async def drift_report(self) -> dict[str, Any]:
+        return {
+            **self.drift.report(),
+            "reference_version": self.routing["stable"]["version"],
+            "alerts": self.alerts[-100:],
+        }
+
+    async def metrics_text(self) -> bytes:
+        self.metrics.set_drift(self.drift.report())
+        return self.metrics.render()
+
+
+# -- the ingress ----------------------------------------------------------------------------------
+app = FastAPI(title="ray_ml model server", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@app.exception_handler(RequestError)
+async def _request_error(_: Request, exc: RequestError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
+
+
+@dataclass
+class _Slot:
+    """One loaded model version: its predictor, validator and drift reference."""
+
+    version: str
+    predictor: Any
+    validator: RequestValidator
+    reference: dict[str, Any]
+
+
+@serve.deployment
+@serve.ingress(app)
+class ModelServer:
+    """HTTP ingress: auth, validation, canary split, batching, prediction, monitoring."""
+
+    async def __init__(self, spec: dict[str, Any], routing: dict[str, Any], state: Any) -> None:  # type: ignore[misc]
+        self.spec = ServeSpec.from_dict(spec)
+        self.state = state
+        self._digest = (
+            bytes.fromhex(self.spec.token_sha256) if self.spec.token_sha256 is not None else None
+        )
+        self._limits = RequestLimits(**self.spec.limits)
+        self._slots: dict[str, _Slot] = {}
+        self.routing = routing
+        await self._load_routes(routing)
+        self._infer.set_max_batch_size(self.spec.max_batch_size)
+        self._infer.set_batch_wait_timeout_s(self.spec.batch_wait_timeout_s)
+        self._delta = MetricsDelta()
+        self._drift: dict[str, Any] = {}
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    # -- routes -----------------------------------------------------------------------------------
+    async def _load_routes(self, routing: dict[str, Any]) -> None:
+        """Load every version `routing` names that is not loaded yet (off the event loop)."""
+        from ray_ml.serve._server import load_slot
+
+        wanted = [routing["stable"], *([routing["canary"]] if routing["canary"] else [])]
+        for route in wanted:
+            if route["version"] not in self._slots:
+                slot = await asyncio.to_thread(load_slot, self.spec, route, self._limits)
+                self._slots[route["version"]] = slot
+        keep = {r["version"] for r in wanted}
+        for version in list(self._slots):
+            if version not in keep:
+                del self._slots[version]
+        self.routing = routing
+
+    def _pick(self) -> tuple[str, _Slot]:
+        routing = self.routing
+        canary = routing["canary"]
+        if canary is not None and random.random() * 100.0 < canary["percent"]:
+            return "canary", self._slots[canary["version"]]
+        return "stable", self._slots[routing["stable"]["version"]]
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            delta = {"metrics": self._delta.drain(), "drift": self._drift}
+            self._drift = {}
+            try:
+                routing = await self.state.flush.remote(delta)
+                if routing["revision"] != self.routing["revision"]:
+                    await self._load_routes(routing)
+            except Exception as exc:  # the state replica restarting: keep serving
+                logger.warning("ray_ml serve: flush to the state deployment failed: %s", exc)
+
+    def _auth(self, request: Request) -> None:
+        if self._digest is None:
+            return
+        header = request.headers.get("authorization")
+        if not header:
+            raise RequestError(
+                401,
+                "unauthorized",
+                "missing `Authorization: Bearer <token>` header",
+                "authorization",
+            )
+        scheme, _, token = header.partition(" ")
+        presented = hashlib.sha256(token.strip().encode()).digest()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented, self._digest):
+            raise RequestError(403, "forbidden", "the bearer token is not valid", "authorization")
+
+    # -- model calls ------------------------------------------------------------------------------
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    async def _infer(self, items: list[tuple[_Slot, pa.Table]]) -> list[dict[str, Any] | Exception]:
+        """One model call per version over all batched requests; results split back per request."""
+        out: list[dict[str, Any] | Exception] = [RuntimeError("not run")] * len(items)
+        by_version: dict[str, list[int]] = {}
+        for i, (slot, _) in enumerate(items):
+            by_version.setdefault(slot.version, []).append(i)
+        for idx in by_version.values():
+            slot = items[idx[0]][0]
+            tables = [items[i][1] for i in idx]
+            try:
+                result = slot.predictor.predict(
+                    tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+                )
+                _check_finite(result)
+            except Exception as exc:
+                for i in idx:
+                    out[i] = exc
+                continue
+            start = 0
+            for i, t in zip(idx, tables, strict=True):
+                end = start + t.num_rows
+                out[i] = {
+                    "predictions": result["predictions"][start:end],
+                    "scores": None if result["scores"] is None else result["scores"][start:end],
+                }
+                start = end
+        return out
+
+    @app.post("/v1/predict")
+    async def predict(self, request: Request) -> Response:
+        t0 = time.perf_counter()
+        self._auth(request)
+        role, slot = self._pick()
+        try:
+            slot.validator.check_headers(
+                request.headers.get("content-type"), request.headers.get("content-length")
+            )
+            body = await _read_body(request, self._limits.max_body_bytes)
+            table = slot.validator.parse(body)
+        except RequestError as exc:
+            self._delta.record_request(slot.version, role, exc.status, time.perf_counter() - t0)
+            raise
+        result = await self._infer(slot, table)
+        if isinstance(result, Exception):
+            logger.error(
+                "ray_ml serve: model version %s failed on a batch: %s: %s",
+                slot.version,
+                type(result).__name__,
+                str(result)[:200],
+            )
+            self._delta.record_request(slot.version, role, 500, time.perf_counter() - t0)
+            return JSONResponse(
+                {
+                    "error": "model_error",
+                    "field": None,
+                    "message": f"model version {slot.version} failed to predict; see the server log",
+                    "model_version": slot.version,
+                },
+                status_code=500,
+            )
+        self._delta.record_request(slot.version, role, 200, time.perf_counter() - t0)
+        self._delta.record_predictions(
+            slot.version, [] if result["scores"] is None else result["predictions"]
+        )
+        stable = self.routing["stable"]["version"]
+        counts = drift_counts(table, self._slots[stable].reference)
+        if self._drift.get("reference") == stable:
+            counts = merge_counts(self._drift["counts"], counts)
+        self._drift = {"reference": stable, "rows": counts["rows"], "counts": counts}
+        return JSONResponse(
+            {
+                "predictions": result["predictions"],
+                "scores": result["scores"],
+                "model_version": slot.version,
+            }
+        )
+
+    @app.get("/healthz")
+    async def healthz(self) -> dict[str, Any]:
+        return {"status": "ok", "model_version": self.routing["stable"]["version"]}
+
+    @app.get("/v1/models")
+    async def models(self, request: Request) -> dict[str, Any]:
+        self._auth(request)
+        info = await self.state.models.remote()
+        info["schema"] = self._slots[self.routing["stable"]["version"]].validator.schema_json()
+        return dict(info)
+
+    @app.get("/v1/drift")
+    async def drift(self, request: Request) -> dict[str, Any]:
+        self._auth(request)
+        return dict(await self.state.drift_report.remote())
+
+    @app.get("/metrics")
+    async def metrics(self, request: Request) -> Response:
+        self._auth(request)
+        text = await self.state.metrics_text.remote()
+        return Response(text, media_type=CONTENT_TYPE)
+
+
+def _check_finite(result: dict[str, Any]) -> None:
+    """A model must never answer NaN: that is a model fault (5xx), not a prediction."""
+    values = result["scores"] if result["scores"] is not None else result["predictions"]
+    if values and not np.isfinite(np.asarray(values, dtype=np.float64)).all():
+        raise FloatingPointError("the model produced non-finite scores")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) as soon as it grows past `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(
+                413,
+                "body_too_large",
+                f"the request body is larger than the limit of {limit} bytes; send fewer rows",
+                None,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,284 @@
+"""Building, deploying and running the serving app from a run config.
+
+- `build_app(cfg)`: the typed builder: `serve.*` config -> a Serve `Application` (state +
+  ingress deployments with replicas/autoscaling, CPUs/GPUs, batching and limits).
+- `deploy(cfg)`: start Serve's HTTP proxy on `serve.host:serve.port`, run the app, wait until it
+  answers, return what is served and the URL.
+- `run_serve_job(cfg)`: `python -m jobs.serve` / `ray-ml serve`: embedded (or joined) Ray,
+  `deploy`, one JSON line with the `url`, then serve until SIGINT/SIGTERM and shut down cleanly.
+- `serve_config(cfg)` and `app_builder(args)`: a config file for `serve deploy` / `serve run`
+  (Ray's own CLI) whose application is built by `app_builder` from the same overrides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray_ml.errors import ConfigError, RayMLError
+from ray_ml.serve._app import ServeSpec, _Slot, resolve_routing
+from ray_ml.serve._validate import RequestLimits, RequestValidator
+
+if TYPE_CHECKING:
+    from ray.serve import Application
+
+    from ray_ml.config import RunConfig, ServeConfig
+
+__all__ = [
+    "app_builder",
+    "build_app",
+    "deploy",
+    "load_reference",
+    "load_slot",
+    "run_serve_job",
+    "serve_config",
+    "serve_token",
+]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_token(scfg: ServeConfig) -> str | None:
+    """The bearer token from `$<serve.token_env>`; None turns auth off (loopback only).
+
+    Raises:
+        ConfigError: The variable is set but empty, or unset while `serve.host` is not loopback.
+    """
+    token = os.environ.get(scfg.token_env)
+    if token is not None and not token.strip():
+        raise ConfigError(
+            f"${scfg.token_env} is set but empty. Put a long random token in it "
+            "(e.g. `export RAY_ML_SERVE_TOKEN=$(openssl rand -hex 32)`) or unset it."
+        )
+    if token is None and not _is_loopback(scfg.host):
+        raise ConfigError(
+            f"serve.host={scfg.host!r} exposes the model beyond this machine, but "
+            f"${scfg.token_env} is not set: anyone could call it. Set the token, or keep "
+            "`serve.host=127.0.0.1`."
+        )
+    return token.strip() if token else None
+
+
+def _spec(cfg: RunConfig, token: str | None) -> ServeSpec:
+    s = cfg.serve
+    bundle = str(Path(s.bundle).resolve()) if s.bundle is not None else None
+    return ServeSpec(
+        model=s.model or cfg.name,
+        registry_root=None if bundle else s.registry_root,
+        alias=None if (bundle or s.version) else s.alias,
+        version=None if bundle else s.version,
+        bundle=bundle,
+        token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None,
+        limits={
+            "max_rows": s.max_rows_per_request,
+            "max_body_bytes": s.max_body_bytes,
+            "max_json_depth": s.max_json_depth,
+        },
+        max_batch_size=s.max_batch_size,
+        batch_wait_timeout_s=s.batch_wait_timeout_s,
+        device="cuda" if s.num_gpus_per_replica > 0 else "cpu",
+        canary_percent=s.canary_percent,
+        canary_min_requests=s.canary_min_requests,
+        canary_max_error_rate=s.canary_max_error_rate,
+        canary_max_latency_ratio=s.canary_max_latency_ratio,
+        drift_window=s.drift_window,
+        drift_psi_threshold=s.drift_psi_threshold,
+        poll_s=s.poll_s,
+    )
+
+
+def _bundle_dir(spec: ServeSpec, ref: Any) -> str:
+    if spec.bundle is not None:
+        return str(ref)
+    from ray_ml.registry import Registry
+
+    assert spec.registry_root is not None
+    return Registry(spec.registry_root).bundle_path(spec.model, int(ref))
+
+
+def load_reference(spec: ServeSpec, ref: Any) -> dict[str, Any]:
+    """The stable bundle's reference statistics (the drift baseline)."""
+    from ray_ml.train import load_bundle
+
+    return dict(load_bundle(_bundle_dir(spec, ref)).reference_stats)
+
+
+def load_slot(spec: ServeSpec, route: dict[str, Any], limits: RequestLimits) -> _Slot:
+    """Load one routed version: its bundle (checksums verified), predictor and validator."""
+    from ray_ml.train import Predictor, load_bundle
+
+    bundle = load_bundle(_bundle_dir(spec, route["ref"]))
+    return _Slot(
+        version=route["version"],
+        predictor=Predictor(bundle, device=spec.device),
+        validator=RequestValidator(bundle.contract, limits),
+        reference=dict(bundle.reference_stats),
+    )
+
+
+def build_app(cfg: RunConfig, *, token: str | None = None) -> tuple[Application, dict[str, Any]]:
+    """The Serve application for `cfg.serve`, and the routing it starts with.
+
+    Args:
+        cfg: The run config.
+        token: The bearer token; None reads it with `serve_token`.
+
+    Raises:
+        ConfigError: Bad token settings.
+        RegistryError / BundleError: Nothing servable where the config points.
+    """
+    from ray_ml.serve._app import ModelServer, ServeState
+
+    s = cfg.serve
+    spec = _spec(cfg, token if token is not None else serve_token(s))
+    routing = resolve_routing(spec)
+    load_slot(spec, routing["stable"], RequestLimits(**spec.limits))  # fail here, not in a replica
+    options: dict[str, Any] = {
+        "ray_actor_options": {
+            "num_cpus": s.num_cpus_per_replica,
+            "num_gpus": s.num_gpus_per_replica,
+        },
+        "max_ongoing_requests": max(s.max_ongoing_requests, s.max_batch_size),
+        "health_check_period_s": 2,
+    }
+    if s.autoscaling:
+        options["autoscaling_config"] = {
+            "min_replicas": s.min_replicas,
+            "initial_replicas": max(s.min_replicas, 1),
+            "max_replicas": s.max_replicas,
+            "target_ongoing_requests": s.target_ongoing_requests,
+        }
+    else:
+        options["num_replicas"] = s.num_replicas
+    state = ServeState.bind(spec.to_dict(), routing)
+    return ModelServer.options(**options).bind(spec.to_dict(), routing, state), routing
+
+
+def _url(cfg: RunConfig) -> str:
+    host = cfg.serve.host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://{shown}:{cfg.serve.port}"
+
+
+def _wait_ready(url: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = exc
+        time.sleep(0.25)
+    raise RayMLError(
+        f"the serving app did not answer {url}/healthz within {timeout_s:.0f} s: {last}"
+    )
+
+
+def deploy(cfg: RunConfig, *, token: str | None = None) -> dict[str, Any]:
+    """Run the app on the connected Ray (starting Serve's proxy per `serve.host/port`).
+
+    Redeploying the same `serve.app_name` updates it in place (Serve's rolling update).
+
+    Returns:
+        `{"url", "app", "model", "stable", "canary"}`.
+    """
+    from ray import serve
+
+    s = cfg.serve
+    application, routing = build_app(cfg, token=token)
+    serve.start(http_options={"host": s.host, "port": s.port})
+    serve.run(application, name=s.app_name, route_prefix="/")
+    url = _url(cfg)
+    _wait_ready(url)
+    return {
+        "url": url,
+        "app": s.app_name,
+        "model": s.model or cfg.name,
+        "stable": routing["stable"]["version"],
+        "canary": (routing["canary"] or {}).get("version"),
+    }
+
+
+def run_serve_job(cfg: RunConfig) -> dict[str, Any]:
+    """Deploy, print `{"url": ...}` when ready, serve until SIGINT/SIGTERM, shut down cleanly."""
+    from ray import serve
+
+    from ray_ml.cluster import start_ray, stop_ray
+
+    token = serve_token(cfg.serve)  # config errors before Ray starts
+    handle = start_ray(cfg.cluster)
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        info = deploy(cfg, token=token)
+        print(json.dumps({"event": "ready", **info}), flush=True)
+        print(
+            f"serving {info['model']} version {info['stable']} at {info['url']}/v1/predict; "
+            "Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        t0 = time.monotonic()
+        stop.wait()
+        serve.delete(cfg.serve.app_name)
+        serve.shutdown()
+        return {"job": "serve", **info, "served_s": round(time.monotonic() - t0, 1)}
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        stop_ray(handle)
+
+
+def serve_config(cfg: RunConfig, overrides: list[str]) -> dict[str, Any]:
+    """A Serve config file (`serve deploy FILE`) whose app `app_builder` builds from `overrides`.
+
+    The token is read on the cluster, from the same environment variable.
+    """
+    s = cfg.serve
+    return {
+        "proxy_location": "HeadOnly",
+        "http_options": {"host": s.host, "port": s.port},
+        "applications": [
+            {
+                "name": s.app_name,
+                "route_prefix": "/",
+                "import_path": "ray_ml.serve:app_builder",
+                "args": {"overrides": list(overrides)},
+            }
+        ],
+    }
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """Serve's application builder for config files: `args = {"overrides": [...]}`."""
+    from ray_ml.config import load_config
+
+    overrides = args.get("overrides", [])
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError(
+            "the serve config's `args.overrides` must be a list of `key=value` strings, "
+            f"got {overrides!r}."
+        )
+    application, _ = build_app(load_config("serve", overrides))
+    return application

@@ -1,0 +1,475 @@
+"""The serving app over real HTTP on the shared Ray: parity, auth, the bad-input matrix, metrics,
+drift, promote/rollback under load, canary rollback and promotion, and a replica SIGKILL.
+
+One app is deployed for the module (Serve takes about 10 s to come up here); the tests run in
+file order because the later ones move registry aliases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+
+from ray_ml.config import load_config
+from ray_ml.registry import Registry
+from ray_ml.train import Predictor
+from tests._bundles import make_bundle, rows
+
+TOKEN = "test-token-6f1d0c9a2b"
+MODEL = "bc"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _until(check: Callable[[], Any], timeout_s: float = 30.0, every_s: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s (last value {value!r})")
+        time.sleep(every_s)
+
+
+class App:
+    def __init__(self, url: str, registry: Registry, bundles: dict[str, Path]) -> None:
+        self.url = url
+        self.registry = registry
+        self.bundles = bundles
+        self.http = requests.Session()
+        self.auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    def predict(self, body: Any, headers: dict[str, str] | None = None) -> requests.Response:
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        h = {"Content-Type": "application/json", **self.auth, **(headers or {})}
+        return self.http.post(f"{self.url}/v1/predict", data=data, headers=h, timeout=30)
+
+    def get(self, path: str) -> requests.Response:
+        return self.http.get(f"{self.url}{path}", headers=self.auth, timeout=30)
+
+
+def _replica_pids() -> set[int]:
+    from ray.util.state import list_actors
+
+    return {
+        a.pid
+        for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+        if "ModelServer" in a.class_name
+    }
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    from ray import serve
+
+    from ray_ml.serve import deploy
+
+    root = tmp_path_factory.mktemp("serve")
+    bundles = {
+        "good": make_bundle(root / "b1", seed=0),
+        "good2": make_bundle(root / "b2", seed=1, epochs=40),
+        "broken": make_bundle(root / "b3", broken=True),
+    }
+    registry = Registry(root / "registry")
+    registry.register(bundles["good"], MODEL, aliases=["production"], reason="test")
+    registry.register(bundles["good2"], MODEL, reason="test")
+    registry.register(bundles["broken"], MODEL, reason="test")
+    cfg = load_config(
+        "serve",
+        [
+            f"name={MODEL}",
+            f"storage_path={root}",
+            f"serve.registry_root={root / 'registry'}",
+            f"serve.port={_free_port()}",
+            "serve.num_replicas=2",
+            "serve.num_cpus_per_replica=0.5",
+            "serve.poll_s=0.3",
+            "serve.drift_window=200",
+            "serve.canary_percent=50",
+            "serve.canary_min_requests=20",
+            "serve.canary_max_latency_ratio=50",  # latency on a loaded 2-core box is noise
+            "serve.max_rows_per_request=300",
+            "serve.max_body_bytes=200000",
+        ],
+    )
+    info = deploy(cfg, token=TOKEN)
+    assert info["stable"] == "1" and info["canary"] is None
+    yield App(info["url"], registry, bundles)
+    serve.delete(cfg.serve.app_name)
+    serve.shutdown()
+
+
+def test_predictions_over_http_equal_the_offline_predictor(app: App) -> None:
+    batch = rows(60)
+    resp = app.predict({"rows": batch})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    offline = Predictor(app.bundles["good"]).predict(batch)
+    assert body["model_version"] == "1"
+    assert body["predictions"] == offline["predictions"]
+    np.testing.assert_allclose(body["scores"], offline["scores"], rtol=1e-6, atol=1e-7)
+
+
+def test_auth(app: App) -> None:
+    body = json.dumps({"rows": rows(1)})
+    url = f"{app.url}/v1/predict"
+    ct = {"Content-Type": "application/json"}
+    missing = requests.post(url, data=body, headers=ct, timeout=30)
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    wrong = requests.post(
+        url, data=body, headers={**ct, "Authorization": "Bearer nope"}, timeout=30
+    )
+    assert wrong.status_code == 403
+    assert wrong.json()["error"] == "forbidden"
+    basic = requests.post(
+        url, data=body, headers={**ct, "Authorization": f"Basic {TOKEN}"}, timeout=30
+    )
+    assert basic.status_code == 403
+    assert app.predict(body).status_code == 200
+    assert requests.get(f"{app.url}/v1/models", timeout=30).status_code == 401
+    assert requests.get(f"{app.url}/metrics", timeout=30).status_code == 401
+    health = requests.get(f"{app.url}/healthz", timeout=30)
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+
+
+def test_the_token_never_reaches_the_logs(app: App) -> None:
+    import ray
+
+    app.predict({"rows": rows(1)})
+    requests.post(
+        f"{app.url}/v1/predict", headers={"Authorization": f"Bearer {TOKEN}x"}, timeout=30
+    )
+    time.sleep(1.0)
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    leaked = [p for p in logs.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    assert leaked == []
+
+
+def _bad_inputs() -> list[tuple[str, dict[str, Any], int, str]]:
+    """(name, request, expected status, a word the message or field must contain)."""
+    one = rows(1)[0]
+    col = "mean radius"
+    return [
+        (
+            "content_type",
+            {"data": json.dumps({"rows": [one]}), "headers": {"Content-Type": "text/plain"}},
+            415,
+            "json",
+        ),
+        ("invalid_json", {"data": '{"rows": [', "headers": {}}, 400, "json"),
+        ("not_an_object", {"data": "[1, 2]", "headers": {}}, 422, "rows"),
+        ("no_rows_key", {"data": json.dumps({"rws": [one]}), "headers": {}}, 422, "rws"),
+        ("rows_not_a_list", {"data": json.dumps({"rows": one}), "headers": {}}, 422, "rows"),
+        ("empty_rows", {"data": json.dumps({"rows": []}), "headers": {}}, 422, "rows"),
+        (
+            "row_not_an_object",
+            {"data": json.dumps({"rows": [[1, 2]]}), "headers": {}},
+            422,
+            "rows[0]",
+        ),
+        (
+            "missing_column",
+            {
+                "data": json.dumps({"rows": [{k: v for k, v in one.items() if k != col}]}),
+                "headers": {},
+            },
+            422,
+            col,
+        ),
+        (
+            "unknown_column",
+            {"data": json.dumps({"rows": [{**one, "colour": 1}]}), "headers": {}},
+            422,
+            "colour",
+        ),
+        (
+            "wrong_type",
+            {"data": json.dumps({"rows": [{**one, col: "big"}]}), "headers": {}},
+            422,
+            col,
+        ),
+        (
+            "bool_for_float",
+            {"data": json.dumps({"rows": [{**one, col: True}]}), "headers": {}},
+            422,
+            col,
+        ),
+        (
+            "null_value",
+            {"data": json.dumps({"rows": [{**one, col: None}]}), "headers": {}},
+            422,
+            col,
+        ),
+        (
+            "out_of_range",
+            {"data": json.dumps({"rows": [{**one, col: 1e9}]}), "headers": {}},
+            422,
+            col,
+        ),
+        (
+            "nan",
+            {"data": json.dumps({"rows": [{**one, col: float("nan")}]}), "headers": {}},
+            422,
+            col,
+        ),
+        (
+            "infinity",
+            {"data": json.dumps({"rows": [{**one, col: float("inf")}]}), "headers": {}},
+            422,
+            col,
+        ),
+        ("too_many_rows", {"data": json.dumps({"rows": [one] * 301}), "headers": {}}, 413, "rows"),
+        (
+            "body_too_large",
+            {"data": json.dumps({"rows": [one], "pad": "x" * 250_000}), "headers": {}},
+            413,
+            "body",
+        ),
+        (
+            "too_deep",
+            {"data": json.dumps({"rows": [{**one, col: [[[[[[[[[[1]]]]]]]]]]}]}), "headers": {}},
+            400,
+            "deep",
+        ),
+        (
+            "huge_integer",
+            {"data": '{"rows": [{"mean radius": ' + "9" * 5000 + "}]}", "headers": {}},
+            400,
+            "json",
+        ),
+        (
+            "not_utf8",
+            {"data": b'{"rows": [{"mean radius": "\xff\xfe"}]}', "headers": {}},
+            400,
+            "json",
+        ),
+    ]
+
+
+def test_bad_input_matrix_is_4xx_with_a_message_and_no_replica_dies(app: App) -> None:
+    pids = _replica_pids()
+    assert len(pids) == 2
+    failures = []
+    for name, req, status, word in _bad_inputs():
+        resp = app.predict(req["data"], req["headers"])
+        got = (
+            resp.json()
+            if resp.headers.get("content-type", "").startswith("application/json")
+            else {}
+        )
+        text = json.dumps(got).lower()
+        if resp.status_code != status or not got.get("message") or word.lower() not in text:
+            failures.append((name, resp.status_code, resp.text[:300]))
+        assert len(resp.content) < 2000, f"{name}: the answer must not echo the payload"
+    assert failures == []
+    # Wrong route and method are 4xx too.
+    assert app.get("/v1/nothing").status_code == 404
+    assert app.get("/v1/predict").status_code == 405
+    # Still serving, on the same replica processes.
+    assert app.predict({"rows": rows(2)}).status_code == 200
+    assert _replica_pids() == pids
+
+
+def test_models_and_metrics(app: App) -> None:
+    models = app.get("/v1/models").json()
+    assert models["stable"] == "1" and models["canary"] is None
+    assert models["traffic_percent"] == {"1": 100.0}
+    assert "mean radius" in json.dumps(models["schema"])
+
+    def counted() -> dict[str, float]:
+        text = app.get("/metrics").text
+        from prometheus_client.parser import text_string_to_metric_families
+
+        out: dict[str, float] = {}
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                key = s.name + json.dumps(s.labels, sort_keys=True)
+                out[key] = s.value
+        return out if any("ray_ml_serve_requests_total" in k for k in out) else {}
+
+    samples = _until(counted, timeout_s=15)
+    ok = sum(
+        v
+        for k, v in samples.items()
+        if k.startswith("ray_ml_serve_requests_total") and '"code": "200"' in k
+    )
+    bad = sum(
+        v
+        for k, v in samples.items()
+        if k.startswith("ray_ml_serve_requests_total") and '"code": "422"' in k
+    )
+    assert ok >= 2 and bad >= 5
+    assert any(k.startswith("ray_ml_serve_predictions_total") for k in samples)
+    assert any(k.startswith("ray_ml_serve_request_latency_seconds_bucket") for k in samples)
+
+
+def test_drift_is_flagged_for_a_shifted_input_and_not_for_an_unshifted_one(app: App) -> None:
+    data = rows()
+    rng = np.random.default_rng(0)
+    sample = [data[i] for i in rng.choice(len(data), 250, replace=False)]
+    assert app.predict({"rows": sample}).status_code == 200
+
+    def settled(want_rows: int = 200) -> dict[str, Any] | None:
+        report = app.get("/v1/drift").json()
+        return report if report["window_rows"] >= want_rows else None
+
+    calm = _until(settled)
+    assert calm["drifted"] == [], calm
+    assert calm["max_psi"] < 0.2
+
+    col = "mean radius"
+    values = sorted(r[col] for r in data)
+    high = values[int(0.9 * len(values))]
+    shifted = [{**r, col: max(r[col], high)} for r in sample]  # the top decile, in range
+    assert app.predict({"rows": shifted}).status_code == 200
+
+    def drifted() -> dict[str, Any] | None:
+        report = app.get("/v1/drift").json()
+        return report if col in report["drifted"] else None
+
+    report = _until(drifted, timeout_s=15)
+    assert report["features"][col]["psi"] > 0.2
+    assert any(a["feature"] == col for a in report["alerts"])
+    # Back to normal traffic: the window slides and the flag clears.
+    assert app.predict({"rows": sample}).status_code == 200
+    _until(lambda: col not in app.get("/v1/drift").json()["drifted"], timeout_s=15)
+
+
+class SteadyClient:
+    """Threads sending one-row requests back to back; every answer is recorded."""
+
+    def __init__(self, app: App, threads: int = 2, retry: bool = False) -> None:
+        self.app = app
+        self.retry = retry
+        self.results: list[tuple[float, int, str | None, bool]] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        self.body = json.dumps({"rows": rows(1)})
+
+    def _once(self, session: requests.Session) -> tuple[int, str | None]:
+        try:
+            r = session.post(
+                f"{self.app.url}/v1/predict",
+                data=self.body,
+                headers={"Content-Type": "application/json", **self.app.auth},
+                timeout=30,
+            )
+            return r.status_code, (r.json().get("model_version") if r.status_code == 200 else None)
+        except requests.RequestException:
+            return 0, None
+
+    def _run(self) -> None:
+        session = requests.Session()
+        while not self._stop.is_set():
+            status, version = self._once(session)
+            retried = False
+            if status != 200 and self.retry:
+                retried = True
+                status, version = self._once(requests.Session())
+            with self._lock:
+                self.results.append((time.monotonic(), status, version, retried))
+
+    def __enter__(self) -> SteadyClient:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=60)
+
+    def versions(self) -> list[str | None]:
+        with self._lock:
+            return [v for _, _, v, _ in self.results]
+
+    def statuses(self) -> list[int]:
+        with self._lock:
+            return [s for _, s, _, _ in self.results]
+
+
+def test_promote_then_rollback_under_steady_load_loses_no_request(app: App) -> None:
+    with SteadyClient(app) as client:
+        _until(lambda: len(client.results) >= 10)
+        app.registry.promote(MODEL, 2, reason="test promote")
+        _until(lambda: "2" in client.versions()[-5:], timeout_s=30)
+        app.registry.rollback(MODEL, reason="test rollback")
+        _until(lambda: client.versions()[-5:] == ["1"] * 5, timeout_s=30)
+    statuses = client.statuses()
+    assert statuses and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    versions = client.versions()
+    first2, last2 = versions.index("2"), len(versions) - 1 - versions[::-1].index("2")
+    assert set(versions[:first2]) == {"1"} and set(versions[last2 + 1 :]) == {"1"}
+
+
+def test_a_canary_that_errors_is_rolled_back_automatically(app: App) -> None:
+    app.registry.set_alias(MODEL, "candidate", 3, reason="test: broken candidate")
+    _until(lambda: app.get("/v1/models").json()["canary"] == "3", timeout_s=15)
+    with SteadyClient(app) as client:
+        decided = _until(lambda: app.get("/v1/models").json()["canary_decisions"], timeout_s=60)
+        _until(lambda: client.versions()[-5:] == ["1"] * 5, timeout_s=30)
+    assert decided[-1]["action"] == "rollback" and decided[-1]["version"] == "3"
+    assert "error rate" in decided[-1]["reason"]
+    statuses = client.statuses()
+    assert 500 in statuses  # the canary's own failures, which triggered the rollback
+    assert statuses.count(500) <= 20
+    assert "candidate" not in app.registry.aliases(MODEL)
+    assert app.registry.aliases(MODEL)["production"] == 1
+    audit = app.registry.audit(MODEL, "candidate")[-1]
+    assert audit.action == "delete_alias" and "canary judge" in audit.reason
+
+
+def test_a_healthy_canary_is_promoted(app: App) -> None:
+    app.registry.set_alias(MODEL, "candidate", 2, reason="test: good candidate")
+    _until(lambda: app.get("/v1/models").json()["canary"] == "2", timeout_s=15)
+    with SteadyClient(app) as client:
+        _until(lambda: app.registry.aliases(MODEL)["production"] == 2, timeout_s=60)
+        _until(lambda: client.versions()[-5:] == ["2"] * 5, timeout_s=30)
+    assert set(client.statuses()) == {200}
+    models = app.get("/v1/models").json()
+    assert models["stable"] == "2" and models["canary"] is None
+    assert models["canary_decisions"][-1]["action"] == "promote"
+
+
+def test_sigkill_of_one_of_two_replicas_under_load(app: App) -> None:
+    from ray import serve
+
+    pids = sorted(_replica_pids())
+    assert len(pids) == 2
+    with SteadyClient(app, threads=4, retry=True) as client:
+        _until(lambda: len(client.results) >= 20)
+        os.kill(pids[0], signal.SIGKILL)
+        time.sleep(3.0)
+        n_after_kill = len(client.results)
+        _until(lambda: len(client.results) >= n_after_kill + 20)
+
+    def two_running() -> bool:
+        status = serve.status().applications["ray-ml"].deployments["ModelServer"]
+        return status.replica_states.get("RUNNING", 0) == 2
+
+    _until(two_running, timeout_s=90)
+    statuses = client.statuses()
+    first_try_failures = sum(1 for _, _, _, retried in client.results if retried)
+    assert set(statuses) == {200}, "with one retry no request fails"
+    # Without the retry, only the requests in flight on the killed replica (at most one per
+    # client thread) fail.
+    assert first_try_failures <= 4, first_try_failures
+    assert len(_replica_pids() - {pids[0]}) == 2
