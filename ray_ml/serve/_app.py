@@ -326,8 +326,9 @@ class ModelServer:
         self._slots: dict[str, _Slot] = {}
         self.routing = routing
         await self._load_routes(routing)
-        self._infer.set_max_batch_size(self.spec.max_batch_size)
-        self._infer.set_batch_wait_timeout_s(self.spec.batch_wait_timeout_s)
+        batcher: Any = self._infer  # serve.batch's wrapper carries the setters
+        batcher.set_max_batch_size(self.spec.max_batch_size)
+        batcher.set_batch_wait_timeout_s(self.spec.batch_wait_timeout_s)
         self._delta = MetricsDelta()
         self._drift: dict[str, Any] = {}
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
@@ -427,7 +428,7 @@ class ModelServer:
         except RequestError as exc:
             self._delta.record_request(slot.version, role, exc.status, time.perf_counter() - t0)
             raise
-        result = await self._infer(slot, table)
+        result = await self._infer((slot, table))
         if isinstance(result, Exception):
             logger.error(
                 "ray_ml serve: model version %s failed on a batch: %s: %s",

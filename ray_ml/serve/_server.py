@@ -167,8 +167,10 @@ def build_app(cfg: RunConfig, *, token: str | None = None) -> tuple[Application,
         }
     else:
         options["num_replicas"] = s.num_replicas
-    state = ServeState.bind(spec.to_dict(), routing)
-    return ModelServer.options(**options).bind(spec.to_dict(), routing, state), routing
+    state_dep: Any = ServeState  # serve.deployment turns the classes into Deployments
+    server_dep: Any = ModelServer
+    state = state_dep.bind(spec.to_dict(), routing)
+    return server_dep.options(**options).bind(spec.to_dict(), routing, state), routing
 
 
 def _url(cfg: RunConfig) -> str:
