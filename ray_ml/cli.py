@@ -105,6 +105,80 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submit(args: argparse.Namespace) -> int:
+    from ray_ml.cluster._jobs import job_client, submit_job, wait_for_job
+
+    env: dict[str, str] = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"error: --env wants KEY=VALUE, got {item!r}.", file=sys.stderr)
+            return 2
+        env[key] = value
+    sid = submit_job(
+        args.job,
+        list(args.overrides),
+        address=args.address,
+        token=args.token,
+        working_dir=args.working_dir,
+        env_vars=env,
+        submission_id=args.submission_id,
+    )
+    print(f"submitted {sid}", file=sys.stderr, flush=True)
+    if args.no_wait:
+        _emit({"submission_id": sid, "status": "PENDING"})
+        return 0
+    result = wait_for_job(job_client(args.address, args.token), sid)
+    _emit(result)
+    return int(result["exit_code"])
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from ray_ml.cluster._jobs import job_client, job_summary, wait_for_job
+
+    client = job_client(args.address, args.token)
+    if args.jobs_verb == "list":
+        _emit(
+            {
+                "jobs": [
+                    {
+                        "submission_id": j.submission_id,
+                        "status": str(getattr(j.status, "value", j.status)),
+                        "entrypoint": j.entrypoint,
+                    }
+                    for j in client.list_jobs()
+                ]
+            }
+        )
+    elif args.jobs_verb == "status":
+        info = client.get_job_info(args.submission_id)
+        _emit(
+            {
+                "submission_id": args.submission_id,
+                "status": str(getattr(info.status, "value", info.status)),
+                "exit_code": getattr(info, "driver_exit_code", None),
+                "message": info.message,
+                "summary": job_summary(client.get_job_logs(args.submission_id)),
+            }
+        )
+    elif args.jobs_verb == "logs":
+        if args.follow:
+            _emit(wait_for_job(client, args.submission_id))
+        else:
+            sys.stdout.write(client.get_job_logs(args.submission_id))
+    else:  # stop
+        _emit({"submission_id": args.submission_id, "stopped": client.stop_job(args.submission_id)})
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ray_ml.config import load_config
+    from ray_ml.pipeline import run_pipeline
+
+    _emit(run_pipeline(load_config("pipeline", args.overrides)))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from ray_ml.config import load_config
     from ray_ml.serve import run_serve_job, serve_config
@@ -207,6 +281,52 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--num-cpus", type=int, help="CPUs of the embedded Ray (default: all)")
     predict.add_argument("--object-store-mb", type=int, default=1024)
     predict.set_defaults(func=_predict)
+
+    def cluster_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--address",
+            help="Jobs API of the cluster, e.g. http://127.0.0.1:8265 (default: $RAY_ADDRESS)",
+        )
+        p.add_argument(
+            "--token",
+            help="cluster token (default: $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)",
+        )
+
+    submit = verbs.add_parser(
+        "submit", help="run python -m jobs.JOB on a Ray cluster through the Jobs API"
+    )
+    submit.add_argument(
+        "job", metavar="JOB", help="a module of jobs/: data, train, tune, serve, pipeline"
+    )
+    submit.add_argument("overrides", nargs="*", help="Hydra overrides for the job")
+    cluster_args(submit)
+    submit.add_argument("--working-dir", default=".", help="uploaded as the job's working dir")
+    submit.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    submit.add_argument("--submission-id", help="choose the job's id")
+    submit.add_argument(
+        "--no-wait", action="store_true", help="return after submitting (see `ray-ml jobs`)"
+    )
+    submit.set_defaults(func=_submit)
+
+    jobs = verbs.add_parser("jobs", help="list jobs, show status or logs, stop a job")
+    jobs_verbs = jobs.add_subparsers(dest="jobs_verb", required=True)
+    jobs_list = jobs_verbs.add_parser("list")
+    cluster_args(jobs_list)
+    for verb in ("status", "logs", "stop"):
+        p = jobs_verbs.add_parser(verb)
+        p.add_argument("submission_id", metavar="ID")
+        cluster_args(p)
+        if verb == "logs":
+            p.add_argument("--follow", action="store_true", help="stream until the job ends")
+    jobs.set_defaults(func=_jobs)
+
+    run = verbs.add_parser(
+        "run",
+        help="the whole pipeline: data, sweep, registry, serve, smoke test, report "
+        "(same config as python -m jobs.pipeline)",
+    )
+    run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=demo")
+    run.set_defaults(func=_run)
 
     serve = verbs.add_parser(
         "serve",

@@ -832,6 +832,8 @@ class ServeConfig(_Validated):
             for batching to fill).
         poll_s: Seconds between checks of the registry aliases (a `production` or
             `candidate` change is served within this delay, without a redeploy).
+        keep_serving: The pipeline job keeps serving after its report until Ctrl-C (on an
+            embedded Ray; on a cluster the app outlives the job anyway).
     """
 
     _group = "serve"
@@ -865,6 +867,7 @@ class ServeConfig(_Validated):
     app_name: str = "ray-ml"
     max_ongoing_requests: int = 64
     poll_s: float = 1.0
+    keep_serving: bool = False
 
     def __post_init__(self) -> None:
         self._non_empty("host")

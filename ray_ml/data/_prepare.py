@@ -18,7 +18,13 @@ from ray_ml.errors import ConfigError
 if TYPE_CHECKING:
     from ray_ml.config import DataConfig, RunConfig
 
-__all__ = ["PreparedData", "prepare_data", "resolve_contract", "run_data_job"]
+__all__ = [
+    "PreparedData",
+    "prepare_data",
+    "resolve_contract",
+    "run_data_job",
+    "write_data_artifacts",
+]
 
 
 def resolve_contract(sources: list[str], contract_path: str | None) -> Contract:
@@ -122,11 +128,18 @@ def run_data_job(cfg: RunConfig) -> dict[str, Any]:
         prepared = prepare_data(cfg.data, cfg.seed, run_dir)
     finally:
         stop_ray(handle)
+    return write_data_artifacts(cfg, prepared, run_dir, time.perf_counter() - t0)
+
+
+def write_data_artifacts(
+    cfg: RunConfig, prepared: PreparedData, run_dir: Path, wall_s: float
+) -> dict[str, Any]:
+    """Write `summary.json`, `preprocessor.json` and `contract.yaml` to `run_dir`; return the summary."""
     summary = {
         "job": "data",
         "name": cfg.name,
         **prepared.summary(),
-        "wall_s": round(time.perf_counter() - t0, 3),
+        "wall_s": round(wall_s, 3),
     }
     prepared.preprocessor.save(run_dir / "preprocessor.json")
     prepared.contract.save(run_dir / "contract.yaml")

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,6 +123,7 @@ def _make_callback_and_stopper(
         def __init__(self) -> None:
             self.records: dict[str, dict[str, Any]] = {}
             self._checkpointed_at: dict[str, int] = {}
+            self._last_progress = 0.0
 
         def on_trial_start(
             self, iteration: int, trials: list[Any], trial: Any, **info: Any
@@ -154,6 +156,25 @@ def _make_callback_and_stopper(
             if saved:
                 self._checkpointed_at[trial.trial_id] = at
             meter.update(trial.trial_id, checkpoint=saved)
+            self._progress(trials)
+
+        def _progress(self, trials: list[Any], force: bool = False) -> None:
+            """One stderr line with trials and spend vs budget, at most every 10 s."""
+            now = time.monotonic()
+            if not force and now - self._last_progress < 10.0:
+                return
+            self._last_progress = now
+            done = len(self.records)
+            pruned = sum(1 for r in self.records.values() if r["status"] == "pruned")
+            running = sum(1 for t in trials if t.status == "RUNNING")
+            spent = meter.committed() + prior_usd
+            cap = f" of ${budget.usd:.4f} budget" if budget.usd is not None else ""
+            print(
+                f"[sweep] {done} done ({pruned} pruned), {running} running, "
+                f"${spent:.4f} spent{cap}",
+                file=sys.stderr,
+                flush=True,
+            )
 
         def _end(self, trial: Any, status: str) -> None:
             last = trial.last_result or {}
@@ -185,6 +206,7 @@ def _make_callback_and_stopper(
             self, iteration: int, trials: list[Any], trial: Any, **info: Any
         ) -> None:
             self._end(trial, "terminated")
+            self._progress(trials, force=True)
 
         def on_trial_error(
             self, iteration: int, trials: list[Any], trial: Any, **info: Any

@@ -159,7 +159,13 @@ def test_gpu_training_with_cached_shard_and_bf16(tmp_path: Path) -> None:
 
 def test_kfold_cross_validation_reports_mean_and_spread(tmp_path: Path) -> None:
     summary = run_training(
-        config(tmp_path, "data.kfold=3", "data.val_fraction=0", "scaling.num_workers=1", "train.epochs=1")
+        config(
+            tmp_path,
+            "data.kfold=3",
+            "data.val_fraction=0",
+            "scaling.num_workers=1",
+            "train.epochs=1",
+        )
     )
     cv = summary["metrics"]["cv"]["val_loss"]
     assert len(cv["folds"]) == 3 and cv["std"] >= 0

@@ -22,7 +22,9 @@ def test_token_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     local = load_config("serve", []).serve
     assert serve_token(local) is None  # loopback only: auth may be off
     exposed = load_config("serve", ["serve.host=0.0.0.0"]).serve
-    with pytest.raises(ConfigError, match=r"RAY_ML_SERVE_TOKEN.*serve.host|serve.host.*RAY_ML_SERVE_TOKEN"):
+    with pytest.raises(
+        ConfigError, match=r"RAY_ML_SERVE_TOKEN.*serve.host|serve.host.*RAY_ML_SERVE_TOKEN"
+    ):
         serve_token(exposed)
     monkeypatch.setenv("RAY_ML_SERVE_TOKEN", "  ")
     with pytest.raises(ConfigError, match="empty"):

@@ -1,0 +1,244 @@
+"""Jobs on a real Ray head (`ray start --head`, token auth, isolated ports): `ray job submit`,
+`ray-ml submit` / `ray-ml jobs`, outputs in the configured storage path, 401 without the token."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from tests.e2e.test_cli_data import REPO, last_json
+
+pytestmark = pytest.mark.e2e
+
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def _free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(int(s.getsockname()[1]))
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Head:
+    def __init__(self, url: str, token: str, env: dict[str, str]) -> None:
+        self.url = url
+        self.token = token
+        self.env = env
+
+    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            args, capture_output=True, text=True, cwd=REPO, env=self.env, timeout=timeout
+        )
+
+
+def _stop_head(temp_dir: str) -> None:
+    """Stop only this head's processes (never `ray stop`): those naming its temp dir."""
+    mine = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(temp_dir in part for part in (p.info["cmdline"] or []))
+    ]
+    for p in mine:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(mine, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def head() -> Iterator[Head]:
+    temp_dir = tempfile.mkdtemp(prefix="rmh", dir="/tmp")  # short: Ray's socket paths are limited
+    gcs, dash, agent, client, metrics, runtime_env_agent, lo = _free_ports(7)
+    token = secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": token,
+        "RAY_ML_PROGRESS": "0",
+    }
+    env.pop("RAY_ADDRESS", None)
+    subprocess.run(
+        [
+            f"{VENV_BIN}/ray",
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={gcs}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dash}",
+            f"--dashboard-agent-listen-port={agent}",
+            f"--ray-client-server-port={client}",
+            f"--metrics-export-port={metrics}",
+            f"--runtime-env-agent-port={runtime_env_agent}",
+            f"--min-worker-port={lo}",
+            f"--max-worker-port={lo + 200}",
+            f"--temp-dir={temp_dir}",
+            "--num-cpus=2",
+            "--object-store-memory=300000000",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    url = f"http://127.0.0.1:{dash}"
+    try:
+        # The dashboard agent needs a few seconds before the Jobs API accepts submissions.
+        deadline = time.monotonic() + 60
+        auth = {"Authorization": f"Bearer {token}"}
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/api/jobs/", headers=auth, timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        time.sleep(3)
+        yield Head(url, token, env)
+    finally:
+        _stop_head(temp_dir)
+
+
+def test_jobs_api_refuses_requests_without_the_token(head: Head) -> None:
+    anonymous = requests.post(f"{head.url}/api/jobs/", json={"entrypoint": "echo hi"}, timeout=10)
+    assert anonymous.status_code == 401
+    wrong = requests.get(
+        f"{head.url}/api/jobs/", headers={"Authorization": "Bearer nope"}, timeout=10
+    )
+    assert wrong.status_code in (401, 403)
+    env = {k: v for k, v in head.env.items() if k != "RAY_AUTH_TOKEN"}
+    env["RAY_AUTH_TOKEN_PATH"] = "/nonexistent"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ray_ml.cli",
+            "jobs",
+            "list",
+            "--address",
+            head.url,
+            "--token",
+            "not-the-token",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode != 0
+    assert "refused" in res.stderr and "--token" in res.stderr
+
+
+def test_ray_job_submit_runs_a_job_whose_outputs_land_in_storage(
+    head: Head, tmp_path: Path
+) -> None:
+    res = head.run(
+        f"{VENV_BIN}/ray",
+        "job",
+        "submit",
+        "--address",
+        head.url,
+        "--working-dir",
+        ".",
+        "--",
+        "python",
+        "-m",
+        "jobs.data",
+        "experiment=demo",
+        "debug=tiny",
+        f"storage_path={tmp_path}",
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = last_json("\n".join(ln for ln in res.stdout.splitlines() if ln.startswith("{")))
+    assert summary["job"] == "data" and summary["rows_ok"] == 569
+    assert (tmp_path / "demo" / "data" / "summary.json").is_file()
+    assert (tmp_path / "demo" / "data" / "preprocessor.json").is_file()
+
+
+def test_ray_ml_submit_waits_streams_and_returns_the_summary(head: Head, tmp_path: Path) -> None:
+    res = head.run(
+        sys.executable,
+        "-m",
+        "ray_ml.cli",
+        "submit",
+        "train",
+        "experiment=demo",
+        "debug=tiny",
+        f"storage_path={tmp_path}",
+        "--address",
+        head.url,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = last_json(res.stdout)
+    assert out["status"] == "SUCCEEDED" and out["exit_code"] == 0
+    assert out["summary"]["job"] == "train"
+    bundle = Path(out["summary"]["bundle"])
+    assert bundle.is_relative_to(tmp_path) and (bundle / "manifest.json").is_file()
+    assert "submitted raysubmit_" in res.stderr
+
+
+def test_a_relative_storage_path_in_a_job_fails_with_the_fix(head: Head) -> None:
+    res = head.run(
+        sys.executable,
+        "-m",
+        "ray_ml.cli",
+        "submit",
+        "data",
+        "experiment=demo",
+        "debug=tiny",
+        "storage_path=runs",
+        "--address",
+        head.url,
+    )
+    out = last_json(res.stdout)
+    assert res.returncode == 2 and out["exit_code"] == 2 and out["status"] == "FAILED"
+    assert "absolute path" in res.stderr
+
+
+def test_no_wait_then_jobs_logs_and_status(head: Head, tmp_path: Path) -> None:
+    sub = head.run(
+        sys.executable,
+        "-m",
+        "ray_ml.cli",
+        "submit",
+        "data",
+        "experiment=demo",
+        "debug=tiny",
+        f"storage_path={tmp_path}",
+        "--address",
+        head.url,
+        "--no-wait",
+    )
+    assert sub.returncode == 0, sub.stderr[-2000:]
+    sid = last_json(sub.stdout)["submission_id"]
+    logs = head.run(
+        sys.executable, "-m", "ray_ml.cli", "jobs", "logs", sid, "--follow", "--address", head.url
+    )
+    assert logs.returncode == 0 and last_json(logs.stdout)["status"] == "SUCCEEDED"
+    status = head.run(
+        sys.executable, "-m", "ray_ml.cli", "jobs", "status", sid, "--address", head.url
+    )
+    assert last_json(status.stdout)["summary"]["job"] == "data"
+    listed = head.run(sys.executable, "-m", "ray_ml.cli", "jobs", "list", "--address", head.url)
+    assert sid in {j["submission_id"] for j in last_json(listed.stdout)["jobs"]}
