@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import socket
@@ -242,3 +243,31 @@ def test_no_wait_then_jobs_logs_and_status(head: Head, tmp_path: Path) -> None:
     assert last_json(status.stdout)["summary"]["job"] == "data"
     listed = head.run(sys.executable, "-m", "ray_ml.cli", "jobs", "list", "--address", head.url)
     assert sid in {j["submission_id"] for j in last_json(listed.stdout)["jobs"]}
+
+
+def test_hydra_ray_jobs_launcher_submits_each_combination_and_reports_failures(
+    head: Head, tmp_path: Path
+) -> None:
+    res = head.run(
+        sys.executable,
+        "-m",
+        "jobs.data",
+        "-m",
+        "hydra/launcher=ray_jobs",
+        f"hydra.launcher.address={head.url}",
+        "experiment=demo",
+        "debug=tiny",
+        f"storage_path={tmp_path}",
+        "data.max_reject_rate=0.05,2",
+    )
+    jobs = next(
+        json.loads(line)["jobs"] for line in res.stdout.splitlines() if line.startswith('{"jobs"')
+    )
+    assert [j["status"] for j in jobs] == ["SUCCEEDED", "FAILED"], jobs
+    ok, bad = jobs
+    assert ok["summary"]["job"] == "data" and ok["summary"]["name"] == "demo-0"
+    assert (tmp_path / "demo-0" / "data" / "summary.json").is_file()
+    assert bad["exit_code"] == 2 and bad["summary"] is None
+    # The failure is reported, and fails the multirun.
+    assert res.returncode != 0
+    assert "FAILED" in res.stderr and "data.max_reject_rate" in res.stderr

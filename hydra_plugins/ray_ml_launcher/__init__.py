@@ -1,0 +1,1 @@
+"""ray_ml plugins for Hydra: the ray_jobs launcher."""
