@@ -3,7 +3,9 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench env clean
+.PHONY: demo test lint bench env browser clean
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,10 +17,16 @@ $(BIN)/.installed: pyproject.toml
 
 env: $(BIN)/.installed
 
-demo: env
-	$(BIN)/python -m jobs.data experiment=demo
+# Headless Chromium for tests/e2e/test_report_browser.py (Debian's package; best effort: the
+# test skips itself, saying why, where it cannot be installed).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; } \
+	  || echo "chromium could not be installed: the report's browser test will be skipped"
 
-test: env
+demo: env
+	$(BIN)/python -m jobs.pipeline experiment=demo
+
+test: env browser
 	$(BIN)/python -m pytest -q
 
 lint: env

@@ -171,6 +171,15 @@ def _jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from ray_ml.report import build_report
+
+    index = build_report(args.storage_path, args.name, out_dir=args.out)
+    print(f"report: {index}", file=sys.stderr)
+    _emit({"report": str(index), "json": str(index.parent / "report.json")})
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from ray_ml.config import load_config
     from ray_ml.pipeline import run_pipeline
@@ -345,6 +354,16 @@ def _build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="Hydra overrides, e.g. name=demo serve.port=8080"
     )
     serve.set_defaults(func=_serve)
+
+    report = verbs.add_parser(
+        "report", help="write an experiment's HTML report (plots inline) and report.json"
+    )
+    report.add_argument("name", metavar="NAME", help="experiment name (the jobs' `name`)")
+    report.add_argument(
+        "--storage-path", default="runs", help="the jobs' storage_path (default: runs)"
+    )
+    report.add_argument("--out", help="output folder (default: STORAGE_PATH/NAME/report)")
+    report.set_defaults(func=_report)
 
     add_registry_parser(verbs)
     return parser

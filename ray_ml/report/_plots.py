@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec
 
 import matplotlib
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -39,7 +40,7 @@ STATUS_COLOURS = {
     "running": "#7f7f7f",
 }
 _OTHER = "#8c564b"
-_RC = {
+_RC: Any = {  # Any: matplotlib types the keys as a Literal of every rc name
     "font.size": 10,
     "axes.titlesize": 11,
     "axes.titleweight": "bold",
@@ -72,10 +73,22 @@ def _colour(status: str) -> str:
 
 
 def _usd_axis(ax: Any, axis: str = "y") -> None:
+    """Dollar tick labels with as many decimals as the axis span needs (no `5e-05`, and no
+    row of identical labels when every trial cost about the same)."""
     from matplotlib.ticker import FuncFormatter
 
-    fmt = FuncFormatter(lambda v, _pos: f"${v:.3g}" if v else "$0")
-    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
+    target = ax.yaxis if axis == "y" else ax.xaxis
+
+    def label(value: float, _pos: int | None) -> str:
+        lo, hi = target.get_view_interval()
+        span = abs(hi - lo) or abs(value) or 1.0
+        decimals = max(0, 2 - math.floor(math.log10(span)))
+        text = f"{value:.{decimals}f}"
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return "$0" if float(text) == 0 else f"${text}"
+
+    target.set_major_formatter(FuncFormatter(label))
 
 
 def _with_rc(build: Callable[P, bytes]) -> Callable[P, bytes]:
@@ -180,7 +193,7 @@ def learning_curves_plot(
             curve["iterations"],
             curve["values"],
             marker="o",
-            markersize=3.5,
+            markersize=6 if len(curve["iterations"]) == 1 else 3.5,
             linewidth=2.6 if curve["trial_id"] == winner else 1.4,
             color=colour,
             alpha=0.9 if labelled else 0.6,
@@ -203,16 +216,33 @@ def learning_curves_plot(
         handles = [Line2D([], [], color=_colour(s), label=s) for s in statuses]
     if pruned_seen:
         handles.append(
-            Line2D([], [], marker="x", linestyle="", color="black", markersize=8, label="pruned here")
+            Line2D(
+                [], [], marker="x", linestyle="", color="black", markersize=8, label="pruned here"
+            )
         )
     if log_y:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_yscale("log")
+        # Plain numbers: a sweep's losses span less than a decade, where the default log
+        # labels ("6x10^-1") are hard to read.
+        plain = FuncFormatter(lambda v, _pos: f"{v:.3g}")
+        ax.yaxis.set_major_formatter(plain)
+        values = [v for c in curves for v in c["values"]]
+        if max(values) / min(values) < 10:  # over several decades minor labels would crowd
+            ax.yaxis.set_minor_formatter(plain)
+            ax.grid(True, which="minor", axis="y", alpha=0.3)
     ax.set_xlabel("training iteration")
     ax.set_ylabel(metric + (" (log scale)" if log_y else ""))
     ax.set_title(f"Learning curves: {metric} per report")
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator, MultipleLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    last = max((max(c["iterations"]) for c in curves if c["iterations"]), default=1)
+    if last <= 20:  # whole iterations only; one-report sweeps would otherwise get 0.95..1.05
+        ax.set_xlim(0.5, last + 0.5)
+        ax.xaxis.set_major_locator(MultipleLocator(max(1, math.ceil(last / 10))))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return _png(fig)
 
@@ -414,18 +444,20 @@ def drift_plot(features: Sequence[Mapping[str, Any]], threshold: float | None) -
     psis = [float(f["psi"]) for f in features][::-1]
     colours = ["#d62728" if f["drifted"] else "#4c78a8" for f in features][::-1]
     ax.barh(names, psis, color=colours)
-    handles = [
+    handles: list[Artist] = [
         Patch(color="#4c78a8", label="not drifted"),
         Patch(color="#d62728", label="drifted (PSI and test agree)"),
     ]
     right = max([*psis, 0.0])
     if threshold is not None and math.isfinite(threshold):
         ax.axvline(threshold, color="black", linestyle="--", linewidth=1.3)
-        handles.append(Line2D([], [], color="black", linestyle="--", label=f"threshold {threshold}"))
+        handles.append(
+            Line2D([], [], color="black", linestyle="--", label=f"threshold {threshold}")
+        )
         right = max(right, threshold)
     ax.set_xlim(0, right * 1.15 if right > 0 else 1.0)
     ax.grid(axis="y", visible=False)
     ax.set_xlabel("population stability index (PSI)")
     ax.set_title("Feature drift of live traffic against the training data")
-    ax.legend(handles=handles, loc="lower right")
+    ax.legend(handles=handles, loc="best")
     return _png(fig)
