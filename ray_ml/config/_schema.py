@@ -1,9 +1,9 @@
 """Typed schemas for every Hydra config group, and the top-level `RunConfig`.
 
 One dataclass per group (`data`, `model`, `train`, `scaling`, `tune`, `cost`, `serve`,
-`cluster`). The YAML files under `conf/` fill these schemas, so a misspelled key or a value of the
-wrong type fails at composition, and `OmegaConf.to_object` runs every `__post_init__` below, so an
-out-of-range value fails before any Ray work starts.
+`cluster`, `tracking`). The YAML files under `conf/` fill these schemas, so a misspelled key or a
+value of the wrong type fails at composition, and `OmegaConf.to_object` runs every
+`__post_init__` below, so an out-of-range value fails before any Ray work starts.
 
 Choices are `StrEnum`s because OmegaConf 2.3 has no `Literal`. OmegaConf converts a string to an
 enum member by *name*, so every member's name equals its value.
@@ -52,6 +52,8 @@ __all__ = [
     "Searcher",
     "ServeConfig",
     "SortMode",
+    "TrackingConfig",
+    "TrackingKind",
     "TrainConfig",
     "TuneConfig",
     "WinnerRule",
@@ -206,6 +208,13 @@ class Pricing(StrEnum):
 
     on_demand = "on_demand"
     spot = "spot"
+
+
+class TrackingKind(StrEnum):
+    """Where a sweep's trials and winner are logged besides the sweep folder."""
+
+    none = "none"
+    mlflow = "mlflow"
 
 
 # ---------------------------------------------------------------------------------- validation
@@ -967,6 +976,40 @@ class ClusterConfig(_Validated):
             self._non_empty("temp_dir")
 
 
+@dataclass
+class TrackingConfig(_Validated):
+    """Experiment tracking of sweeps (off by default).
+
+    With `kind=mlflow` every trial becomes an MLflow run (its params and every reported metric,
+    `cost_usd` included) and the sweep adds one summary run with the winner and its bundle.
+
+    Attributes:
+        kind: `none`, or `mlflow` (needs the `mlflow-skinny` package).
+        uri: Where to log: a folder (relative to the working directory) holds a local store
+            (`mlflow.db` and `artifacts/`); an `http(s)://`, `sqlite:///`, `postgresql://`,
+            `databricks` ... URI goes to MLflow unchanged.
+        experiment: MLflow experiment name; null uses the run's `name`.
+        log_bundle: Copy the winner's bundle into the summary run's artifacts (under `bundle/`).
+    """
+
+    _group = "tracking"
+
+    kind: TrackingKind = TrackingKind.none
+    uri: str = "${storage_path}/mlflow"
+    experiment: str | None = None
+    log_bundle: bool = True
+
+    def __post_init__(self) -> None:
+        self._non_empty("uri")
+        self._require(
+            self.experiment is None
+            or (isinstance(self.experiment, str) and self.experiment.strip() != ""),
+            "experiment",
+            "must be null (the run's `name`) or a non-empty string",
+            "set `tracking.experiment=null` or a name, e.g. `tracking.experiment=my_sweeps`.",
+        )
+
+
 # --------------------------------------------------------------------------------------- run
 @dataclass
 class RunConfig(_Validated):
@@ -984,6 +1027,7 @@ class RunConfig(_Validated):
         cost: Prices group.
         serve: Serving group.
         cluster: Ray cluster group.
+        tracking: Experiment-tracking group.
     """
 
     name: str = "default"
@@ -997,6 +1041,7 @@ class RunConfig(_Validated):
     cost: CostConfig = field(default_factory=CostConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
         self._name_like("name")
@@ -1007,6 +1052,11 @@ class RunConfig(_Validated):
             "set `seed` to a non-negative 32-bit integer, e.g. `seed=0`.",
         )
         self._non_empty("storage_path")
+        # A composed config has `${storage_path}` resolved by OmegaConf; one built in Python
+        # (tests, notebooks) gets the same value here.
+        if "${storage_path}" in self.tracking.uri:
+            uri = self.tracking.uri.replace("${storage_path}", self.storage_path)
+            self.tracking = dataclasses.replace(self.tracking, uri=uri)
         scaling, cluster = self.scaling, self.cluster
         # The embedded Ray has exactly the resources the config gives it, so a run that needs
         # more would wait forever for workers; a joined cluster may autoscale, so skip it there.
@@ -1043,6 +1093,7 @@ _GROUPS: dict[str, type] = {
     "cost": CostConfig,
     "serve": ServeConfig,
     "cluster": ClusterConfig,
+    "tracking": TrackingConfig,
 }
 
 

@@ -366,11 +366,14 @@ def run_sweep(
         # one byte of memory reserves nothing that matters and leaves every CPU to the workers.
         {"cpu": 0, "memory": 1},
     )
+    from ray_ml.tracking import log_sweep, mlflow_callback
+
+    tracker = mlflow_callback(cfg)  # before any trial spends money: a down server fails here
     run_config = tune.RunConfig(
         name=sweep_name,
         storage_path=str(tune_path),
         stop=stopper,
-        callbacks=[callback],
+        callbacks=[callback] + ([tracker] if tracker is not None else []),
         failure_config=tune.FailureConfig(max_failures=max(cfg.train.max_failures, 0)),
         verbose=1,
     )
@@ -462,6 +465,7 @@ def run_sweep(
             "pruned": 0,
             "pareto": [],
         }
+        summary["mlflow_run_id"] = log_sweep(cfg, summary, records)
         (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         return summary
     best_cfg = apply_params(cfg, winner.record["config"])
@@ -514,6 +518,7 @@ def run_sweep(
         },
         "wall_s": round(time.perf_counter() - t0, 3),
     }
+    summary["mlflow_run_id"] = log_sweep(cfg, summary, records)
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 

@@ -32,6 +32,7 @@ def test_sweep_meters_every_trial_and_registers_the_winner(tmp_path: Path) -> No
         "train.epochs=2",
         "tune.grace_period=1",
         "tune.reduction_factor=2",
+        "tracking=mlflow",
     )
     summary = run_sweep(cfg)
     assert summary["trials"] == 3 and summary["cost_usd"] > 0
@@ -46,6 +47,18 @@ def test_sweep_meters_every_trial_and_registers_the_winner(tmp_path: Path) -> No
     assert summary["best"]["trial_id"] in {r["trial_id"] for r in board}
     assert Path(summary["bundle"], "manifest.json").is_file()
     assert summary["pareto"] and summary["prices"]["illustrative"] is True
+    # tracking=mlflow: one MLflow run per trial (params, metrics incl. dollars) + the summary run
+    import mlflow
+
+    from ray_ml.tracking import tracking_uri
+
+    client = mlflow.MlflowClient(tracking_uri(cfg))
+    exp = client.get_experiment_by_name(cfg.name)
+    runs = client.search_runs([exp.experiment_id])
+    trial_runs = [r for r in runs if r.info.run_name != f"{cfg.name}-sweep-summary"]
+    assert len(trial_runs) == 3 and all("cost_usd" in r.data.metrics for r in trial_runs)
+    (top,) = [r for r in runs if r.info.run_id == summary["mlflow_run_id"]]
+    assert top.data.metrics["cost_usd"] == pytest.approx(summary["cost_usd"])
 
 
 def test_small_budget_stops_the_sweep(tmp_path: Path) -> None:
