@@ -215,6 +215,68 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- cluster ----------------------------------------------------------------------------------------
+def _cluster(args: argparse.Namespace) -> int:
+    from ray_ml.cluster._launch import (
+        check_kuberay_manifest,
+        check_launcher_yaml,
+        cluster_down,
+        cluster_status,
+        cluster_up,
+        unfilled_placeholders,
+    )
+    from ray_ml.errors import ConfigError
+
+    if args.cluster_verb == "check":
+        import yaml
+
+        checked = []
+        for path in args.configs:
+            if not Path(path).is_file():
+                raise ConfigError(f"no such file: {path}.")
+            try:
+                first = next(iter(yaml.safe_load_all(Path(path).read_text())), None)
+            except yaml.YAMLError:
+                first = None  # the check below reports the YAML error with the file's name
+            if isinstance(first, dict) and "apiVersion" in first:
+                docs = check_kuberay_manifest(path)
+                kind = "kuberay"
+            else:
+                docs = [check_launcher_yaml(path)]
+                kind = "launcher"
+            checked.append(
+                {"path": path, "kind": kind, "placeholders": unfilled_placeholders(docs)}
+            )
+            print(f"ok {path} ({kind})", file=sys.stderr)
+        _emit({"checked": checked})
+        return 0
+    common: dict[str, Any] = {
+        "cluster_name": args.cluster_name,
+        "extra_args": list(args.ray_args),
+        "dry_run": args.dry_run,
+    }
+    if args.cluster_verb == "up":
+        result = cluster_up(
+            args.config,
+            yes=args.yes,
+            no_restart=args.no_restart,
+            restart_only=args.restart_only,
+            **common,
+        )
+    elif args.cluster_verb == "down":
+        result = cluster_down(
+            args.config,
+            yes=args.yes,
+            workers_only=args.workers_only,
+            keep_min_workers=args.keep_min_workers,
+            **common,
+        )
+    else:
+        result = cluster_status(args.config, **common)
+    _emit(result)
+    return int(result["returncode"] or 0)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ray-ml", description=__doc__.split("\n\n")[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -364,6 +426,41 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--out", help="output folder (default: STORAGE_PATH/NAME/report)")
     report.set_defaults(func=_report)
+
+    cluster = verbs.add_parser(
+        "cluster", help="start, stop or inspect a Ray cluster from cluster/*.yaml (ray up/down)"
+    )
+    cluster_verbs = cluster.add_subparsers(dest="cluster_verb", required=True)
+    for verb, text in (
+        ("up", "validate, then `ray up` (spot-first autoscaler v2)"),
+        ("down", "`ray down`: terminate the cluster"),
+        ("status", "`ray status` on the head, through `ray exec`"),
+    ):
+        p = cluster_verbs.add_parser(verb, help=text)
+        p.add_argument("config", metavar="CONFIG", help="launcher YAML, e.g. cluster/aws.yaml")
+        p.add_argument("--cluster-name", help="override cluster_name of the YAML")
+        p.add_argument("--dry-run", action="store_true", help="print the ray command only")
+        p.add_argument(
+            "--ray-arg",
+            dest="ray_args",
+            action="append",
+            default=[],
+            metavar="ARG",
+            help="passed on to ray, e.g. --ray-arg=--no-config-cache (repeatable)",
+        )
+        if verb in ("up", "down"):
+            p.add_argument("--yes", "-y", action="store_true", help="no confirmation prompt")
+        if verb == "up":
+            p.add_argument("--no-restart", action="store_true")
+            p.add_argument("--restart-only", action="store_true")
+        if verb == "down":
+            p.add_argument("--workers-only", action="store_true")
+            p.add_argument("--keep-min-workers", action="store_true")
+    check_cfg = cluster_verbs.add_parser(
+        "check", help="Ray's own validation of launcher YAMLs, checks of KubeRay manifests"
+    )
+    check_cfg.add_argument("configs", nargs="+", metavar="CONFIG")
+    cluster.set_defaults(func=_cluster)
 
     add_registry_parser(verbs)
     return parser

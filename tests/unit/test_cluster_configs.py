@@ -301,7 +301,7 @@ def _launches(
     """What Ray's autoscaler v2 scheduler would launch for `count` bundles of `shape`."""
     from ray.autoscaler.v2.scheduler import ResourceDemandScheduler, SchedulingRequest
     from ray.autoscaler.v2.utils import ResourceRequestUtil
-    from ray.core.generated.autoscaler_pb2 import ResourceRequestByCount
+    from ray.core.generated.autoscaler_pb2 import ResourceRequestByCount  # type: ignore[attr-defined]
 
     request = SchedulingRequest(
         disable_launch_config_check=True,
