@@ -154,6 +154,7 @@ class ServeState:
             self.spec.canary_max_latency_ratio,
         )
         self._reference: dict[str, Any] = {}
+        self._deciding = asyncio.Lock()
         self.drift = self._new_drift_window()
         self._poller = asyncio.get_running_loop().create_task(self._poll_registry())
 
@@ -217,10 +218,11 @@ class ServeState:
                     self.spec.drift_psi_threshold,
                     report["rows"],
                 )
-        if self.routing["canary"] is not None:
+        if self.routing["canary"] is not None and not self._deciding.locked():
             decision = self.judge.decide()
             if decision is not None:
-                await asyncio.to_thread(self._apply, decision)
+                async with self._deciding:  # concurrent flushes see the same final decision
+                    await asyncio.to_thread(self._apply, decision)
         return self.routing
 
     def _apply(self, decision: Any) -> None:

@@ -72,8 +72,12 @@ def train_driver_fn(
     from ray_ml.train._run import _fit
 
     cfg = apply_params(base, config)
-    # A restarted trial (its actor died) continues its own Train run from the last checkpoint.
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, resume=True))
+    # Failures are handled by Tune, not inside the trial: a dead worker (a preempted spot node)
+    # fails the trial, Tune restarts it (`train.max_failures` times) and it continues its own
+    # Train run from the last checkpoint; the meter charges the work lost since as waste.
+    cfg = dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, resume=True, max_failures=0)
+    )
     trial_id = tune.get_context().get_trial_id()
     rate = catalog.price_of(_scaling_resources(cfg))
     _fit(

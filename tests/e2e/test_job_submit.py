@@ -3,121 +3,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import secrets
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
+from tests._ray_head import VENV_BIN, Head, ray_head
 from tests.e2e.test_cli_data import REPO, last_json
 
 pytestmark = pytest.mark.e2e
 
-VENV_BIN = str(Path(sys.executable).parent)
-
-
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(int(s.getsockname()[1]))
-    for s in socks:
-        s.close()
-    return ports
-
-
-class Head:
-    def __init__(self, url: str, token: str, env: dict[str, str]) -> None:
-        self.url = url
-        self.token = token
-        self.env = env
-
-    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            args, capture_output=True, text=True, cwd=REPO, env=self.env, timeout=timeout
-        )
-
-
-def _stop_head(temp_dir: str) -> None:
-    """Stop only this head's processes (never `ray stop`): those naming its temp dir."""
-    mine = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if any(temp_dir in part for part in (p.info["cmdline"] or []))
-    ]
-    for p in mine:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    psutil.wait_procs(mine, timeout=30)
-
 
 @pytest.fixture(scope="module")
 def head() -> Iterator[Head]:
-    temp_dir = tempfile.mkdtemp(prefix="rmh", dir="/tmp")  # short: Ray's socket paths are limited
-    gcs, dash, agent, client, metrics, runtime_env_agent, lo = _free_ports(7)
-    token = secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": token,
-        "RAY_ML_PROGRESS": "0",
-    }
-    env.pop("RAY_ADDRESS", None)
-    subprocess.run(
-        [
-            f"{VENV_BIN}/ray",
-            "start",
-            "--head",
-            "--node-ip-address=127.0.0.1",
-            f"--port={gcs}",
-            "--include-dashboard=true",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dash}",
-            f"--dashboard-agent-listen-port={agent}",
-            f"--ray-client-server-port={client}",
-            f"--metrics-export-port={metrics}",
-            f"--runtime-env-agent-port={runtime_env_agent}",
-            f"--min-worker-port={lo}",
-            f"--max-worker-port={lo + 200}",
-            f"--temp-dir={temp_dir}",
-            "--num-cpus=2",
-            "--object-store-memory=300000000",
-            "--disable-usage-stats",
-        ],
-        check=True,
-        capture_output=True,
-        env=env,
-        timeout=120,
-    )
-    url = f"http://127.0.0.1:{dash}"
-    try:
-        # The dashboard agent needs a few seconds before the Jobs API accepts submissions.
-        deadline = time.monotonic() + 60
-        auth = {"Authorization": f"Bearer {token}"}
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/api/jobs/", headers=auth, timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(1)
-        time.sleep(3)
-        yield Head(url, token, env)
-    finally:
-        _stop_head(temp_dir)
+    with ray_head() as h:
+        yield h
 
 
 def test_jobs_api_refuses_requests_without_the_token(head: Head) -> None:

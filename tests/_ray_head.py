@@ -1,0 +1,132 @@
+"""A real Ray head for tests: `ray start --head` on free ports, its own temp dir, token auth.
+
+Stopped by killing only its own processes (those naming its temp dir), never `ray stop`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(int(s.getsockname()[1]))
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Head:
+    def __init__(
+        self, url: str, token: str, env: dict[str, str], temp_dir: str, ports: dict[str, int]
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.env = env
+        self.temp_dir = temp_dir
+        self.ports = ports
+        self.auth = {"Authorization": f"Bearer {token}"}
+
+    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            args, capture_output=True, text=True, cwd=REPO, env=self.env, timeout=timeout
+        )
+
+    def processes(self) -> list[psutil.Process]:
+        """Every process of this Ray (its command line names the head's temp dir)."""
+        return [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if any(self.temp_dir in part for part in (p.info["cmdline"] or []))
+        ]
+
+
+@contextlib.contextmanager
+def ray_head(num_cpus: int = 2, autoscaling_config: str | Path | None = None) -> Iterator[Head]:
+    """Start a head (with the real autoscaler over fake local nodes when a config is given)."""
+    temp_dir = tempfile.mkdtemp(prefix="rmh", dir="/tmp")  # short: Ray's socket paths are limited
+    gcs, dash, agent, client, metrics, runtime_env_agent, lo = free_ports(7)
+    token = secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": token,
+        "RAY_ML_PROGRESS": "0",
+    }
+    env.pop("RAY_ADDRESS", None)
+    extra: list[str] = []
+    if autoscaling_config is not None:
+        from ray_ml.cluster._launch import fake_cluster_config
+
+        config = fake_cluster_config(autoscaling_config, f"127.0.0.1:{gcs}")
+        path = Path(temp_dir) / "autoscaling.json"
+        path.write_text(json.dumps(config))
+        extra.append(f"--autoscaling-config={path}")
+        env.update({"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"})
+    ports = {"gcs": gcs, "dashboard": dash, "client": client, "agent": agent}
+    try:
+        subprocess.run(
+            [
+                f"{VENV_BIN}/ray",
+                "start",
+                "--head",
+                "--node-ip-address=127.0.0.1",
+                f"--port={gcs}",
+                "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dash}",
+                f"--dashboard-agent-listen-port={agent}",
+                f"--ray-client-server-port={client}",
+                f"--metrics-export-port={metrics}",
+                f"--runtime-env-agent-port={runtime_env_agent}",
+                f"--min-worker-port={lo}",
+                f"--max-worker-port={lo + 200}",
+                f"--temp-dir={temp_dir}",
+                f"--num-cpus={num_cpus}",
+                "--object-store-memory=300000000",
+                "--disable-usage-stats",
+                *extra,
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
+        url = f"http://127.0.0.1:{dash}"
+        head = Head(url, token, env, temp_dir, ports)
+        # The dashboard agent needs a few seconds before the Jobs API accepts submissions.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{url}/api/jobs/", headers=head.auth, timeout=5).ok:
+                    break
+            time.sleep(1)
+        time.sleep(3)
+        yield head
+    finally:
+        mine = Head("", "", {}, temp_dir, {}).processes()
+        for p in mine:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        psutil.wait_procs(mine, timeout=30)

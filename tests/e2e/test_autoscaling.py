@@ -1,0 +1,151 @@
+"""The real Ray autoscaler on one machine (`cluster/local.yaml`, Ray's fake multi-node provider):
+a sweep that needs more CPUs than the head has scales the cluster up, trials run on the new
+nodes, a job submitted meanwhile completes, a worker node killed mid-sweep is survived with its
+lost work charged as waste, idle nodes go away; the head listens on loopback only and its Jobs
+API refuses requests without the token."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import requests
+
+from tests._ray_head import REPO, Head, ray_head
+from tests.e2e.test_cli_data import last_json
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+@pytest.fixture(scope="module")
+def head() -> Iterator[Head]:
+    with ray_head(num_cpus=1, autoscaling_config=REPO / "cluster" / "local.yaml") as h:
+        yield h
+
+
+def _state(head: Head, what: str) -> list[dict[str, Any]]:
+    resp = requests.get(
+        f"{head.url}/api/v0/{what}",
+        params={"limit": 10000, "detail": "true"},
+        headers=head.auth,
+        timeout=30,
+    )
+    resp.raise_for_status()
+    data = resp.json()["data"]["result"]
+    return list(data["result"] if isinstance(data, dict) else data)
+
+
+def _alive_nodes(head: Head) -> list[dict[str, Any]]:
+    return [n for n in _state(head, "nodes") if n["state"] == "ALIVE"]
+
+
+def _until(check: Any, timeout_s: float, every_s: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"not within {timeout_s} s")
+
+
+def test_head_listens_on_loopback_and_refuses_anonymous_jobs(head: Head) -> None:
+    pids = {p.pid for p in head.processes()}
+    watched = {head.ports["gcs"], head.ports["dashboard"], head.ports["client"]}
+    listening = [
+        c
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids and c.laddr.port in watched
+    ]
+    assert {c.laddr.port for c in listening} >= {head.ports["gcs"], head.ports["dashboard"]}
+    exposed = [(c.laddr.ip, c.laddr.port) for c in listening if c.laddr.ip not in LOOPBACK]
+    assert exposed == []
+    assert requests.get(f"{head.url}/api/jobs/", timeout=10).status_code == 401
+
+
+def _submit(head: Head, *args: str) -> str:
+    res = head.run(
+        sys.executable, "-m", "ray_ml.cli", "submit", *args, "--address", head.url, "--no-wait"
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    return str(last_json(res.stdout)["submission_id"])
+
+
+def _wait_job(head: Head, sid: str) -> dict[str, Any]:
+    res = head.run(
+        sys.executable,
+        "-m",
+        "ray_ml.cli",
+        "jobs",
+        "logs",
+        sid,
+        "--follow",
+        "--address",
+        head.url,
+        timeout=1200,
+    )
+    return dict(last_json(res.stdout))
+
+
+def _kill_node_of_a_train_worker(head: Head, head_node: str) -> str:
+    """SIGKILL the raylet (and everything under it) of a worker node running a Train worker."""
+    actors = [
+        a
+        for a in _state(head, "actors")
+        if a["state"] == "ALIVE" and "TrainWorker" in a["class_name"] and a["node_id"] != head_node
+    ]
+    if not actors:
+        return ""
+    proc = psutil.Process(actors[0]["pid"])
+    raylet = next(p for p in [proc, *proc.parents()] if p.name() == "raylet")
+    victims = [raylet, *raylet.children(recursive=True)]
+    for p in victims:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    return str(actors[0]["node_id"])
+
+
+def test_sweep_scales_up_survives_a_lost_node_and_scales_down(head: Head, tmp_path: Path) -> None:
+    (head_node,) = [n["node_id"] for n in _alive_nodes(head)]
+    tune_id = _submit(
+        head,
+        "tune",
+        "experiment=demo",
+        "debug=tiny",
+        f"storage_path={tmp_path}",
+        "tune.num_samples=4",
+        "tune.max_t=4",
+        "train.epochs=4",
+        "tune.max_concurrent_trials=2",
+        "train.max_failures=2",
+        "cost.pricing=spot",
+    )
+    # Two 1-CPU trials on a 1-CPU head: the autoscaler must add a node.
+    _until(lambda: len(_alive_nodes(head)) > 1, timeout_s=120)
+    # A job submitted while the cluster is scaling completes.
+    data_id = _submit(head, "data", "experiment=demo", "debug=tiny", f"storage_path={tmp_path}/d")
+    # Preempt a worker node once a Train worker runs there.
+    killed = _until(lambda: _kill_node_of_a_train_worker(head, head_node), timeout_s=300, every_s=2)
+    assert killed
+
+    data = _wait_job(head, data_id)
+    assert data["status"] == "SUCCEEDED", data
+    tune = _wait_job(head, tune_id)
+    assert tune["status"] == "SUCCEEDED", tune
+    summary = tune["summary"]
+    assert summary["trials"] == 4 and summary["best"] is not None
+    assert summary["waste_usd"] > 0  # the killed node's work since its last checkpoint
+    state = json.loads((tmp_path / "demo-sweep" / "sweep_state.json").read_text())
+    assert sum(c["restarts"] for c in state["costs"]) >= 1
+    assert all(r["status"] in ("completed", "pruned") for r in state["records"].values())
+    # Idle workers are removed (idle_timeout_minutes: 0.25).
+    _until(lambda: len(_alive_nodes(head)) == 1, timeout_s=180)
