@@ -21,7 +21,7 @@ log and in the replica's log.
 The token never leaves the driver: replicas get its SHA-256 and compare digests in constant time.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads the route signatures at runtime.
 
 import asyncio
 import hashlib
@@ -87,7 +87,7 @@ class ServeSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ServeSpec:
+    def from_dict(cls, raw: dict[str, Any]) -> "ServeSpec":
         return cls(**raw)
 
 
@@ -293,6 +293,30 @@ class ServeState:
         return self.metrics.render()
 
 
+def _check_finite(result: dict[str, Any]) -> None:
+    """A model must never answer NaN: that is a model fault (5xx), not a prediction."""
+    values = result["scores"] if result["scores"] is not None else result["predictions"]
+    if values and not np.isfinite(np.asarray(values, dtype=np.float64)).all():
+        raise FloatingPointError("the model produced non-finite scores")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) as soon as it grows past `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(
+                413,
+                "body_too_large",
+                f"the request body is larger than the limit of {limit} bytes; send fewer rows",
+                None,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 # -- the ingress ----------------------------------------------------------------------------------
 app = FastAPI(title="ray_ml model server", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -486,27 +510,3 @@ class ModelServer:
         self._auth(request)
         text = await self.state.metrics_text.remote()
         return Response(text, media_type=CONTENT_TYPE)
-
-
-def _check_finite(result: dict[str, Any]) -> None:
-    """A model must never answer NaN: that is a model fault (5xx), not a prediction."""
-    values = result["scores"] if result["scores"] is not None else result["predictions"]
-    if values and not np.isfinite(np.asarray(values, dtype=np.float64)).all():
-        raise FloatingPointError("the model produced non-finite scores")
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) as soon as it grows past `limit` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(
-                413,
-                "body_too_large",
-                f"the request body is larger than the limit of {limit} bytes; send fewer rows",
-                None,
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)

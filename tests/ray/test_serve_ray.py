@@ -105,7 +105,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
             "serve.canary_min_requests=20",
             "serve.canary_max_latency_ratio=50",  # latency on a loaded 2-core box is noise
             "serve.max_rows_per_request=300",
-            "serve.max_body_bytes=200000",
+            "serve.max_body_bytes=400000",
         ],
     )
     info = deploy(cfg, token=TOKEN)
@@ -238,7 +238,7 @@ def _bad_inputs() -> list[tuple[str, dict[str, Any], int, str]]:
         ("too_many_rows", {"data": json.dumps({"rows": [one] * 301}), "headers": {}}, 413, "rows"),
         (
             "body_too_large",
-            {"data": json.dumps({"rows": [one], "pad": "x" * 250_000}), "headers": {}},
+            {"data": json.dumps({"rows": [one], "pad": "x" * 450_000}), "headers": {}},
             413,
             "body",
         ),
@@ -293,29 +293,24 @@ def test_models_and_metrics(app: App) -> None:
     assert models["traffic_percent"] == {"1": 100.0}
     assert "mean radius" in json.dumps(models["schema"])
 
+    def count(samples: dict[str, float], code: str) -> float:
+        return sum(
+            v
+            for k, v in samples.items()
+            if k.startswith("ray_ml_serve_requests_total") and f'"code": "{code}"' in k
+        )
+
     def counted() -> dict[str, float]:
-        text = app.get("/metrics").text
         from prometheus_client.parser import text_string_to_metric_families
 
         out: dict[str, float] = {}
-        for fam in text_string_to_metric_families(text):
+        for fam in text_string_to_metric_families(app.get("/metrics").text):
             for s in fam.samples:
-                key = s.name + json.dumps(s.labels, sort_keys=True)
-                out[key] = s.value
-        return out if any("ray_ml_serve_requests_total" in k for k in out) else {}
+                out[s.name + json.dumps(s.labels, sort_keys=True)] = s.value
+        # Replicas flush every 0.5 s: wait until the earlier tests' requests are all in.
+        return out if count(out, "200") >= 4 and count(out, "422") >= 10 else {}
 
     samples = _until(counted, timeout_s=15)
-    ok = sum(
-        v
-        for k, v in samples.items()
-        if k.startswith("ray_ml_serve_requests_total") and '"code": "200"' in k
-    )
-    bad = sum(
-        v
-        for k, v in samples.items()
-        if k.startswith("ray_ml_serve_requests_total") and '"code": "422"' in k
-    )
-    assert ok >= 2 and bad >= 5
     assert any(k.startswith("ray_ml_serve_predictions_total") for k in samples)
     assert any(k.startswith("ray_ml_serve_request_latency_seconds_bucket") for k in samples)
 
@@ -430,7 +425,8 @@ def test_a_canary_that_errors_is_rolled_back_automatically(app: App) -> None:
     assert "error rate" in decided[-1]["reason"]
     statuses = client.statuses()
     assert 500 in statuses  # the canary's own failures, which triggered the rollback
-    assert statuses.count(500) <= 20
+    # Judged on the first 10 canary requests; replicas switch at their next flush (0.5 s later).
+    assert statuses.count(500) <= 60
     assert "candidate" not in app.registry.aliases(MODEL)
     assert app.registry.aliases(MODEL)["production"] == 1
     audit = app.registry.audit(MODEL, "candidate")[-1]
