@@ -123,9 +123,8 @@ def test_spot_trial_survives_a_killed_trial_actor_and_charges_the_waste(tmp_path
     assert killed, "the trial actor was never killed"
     board = pq.read_table(summary["leaderboard"]).to_pylist()
     assert [r["status"] for r in board] == ["completed"]
-    assert board[0]["iterations"] == 4
     assert board[0]["waste_usd"] > 0 and summary["waste_usd"] == pytest.approx(
-        board[0]["waste_usd"], rel=1e-6
+        board[0]["waste_usd"], abs=1e-6
     )
     # Resumed from the checkpoint, not from scratch: epoch 1 was trained (and reported) once.
     results = [
