@@ -123,6 +123,7 @@ def _submit(args: argparse.Namespace) -> int:
         working_dir=args.working_dir,
         env_vars=env,
         submission_id=args.submission_id,
+        upload=not args.no_upload,
     )
     print(f"submitted {sid}", file=sys.stderr, flush=True)
     if args.no_wait:
@@ -374,6 +375,11 @@ def _build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--working-dir", default=".", help="uploaded as the job's working dir")
     submit.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     submit.add_argument("--submission-id", help="choose the job's id")
+    submit.add_argument(
+        "--no-upload",
+        action="store_true",
+        help="run the project installed on the cluster instead of uploading --working-dir",
+    )
     submit.add_argument(
         "--no-wait", action="store_true", help="return after submitting (see `ray-ml jobs`)"
     )

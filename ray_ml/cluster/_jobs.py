@@ -118,8 +118,12 @@ def submit_job(
     excludes: list[str] | None = None,
     env_vars: dict[str, str] | None = None,
     submission_id: str | None = None,
+    upload: bool = True,
 ) -> str:
     """Submit `python -m jobs.<job> <overrides>`; returns the submission id.
+
+    With `upload=False` the job runs the project installed on the cluster's nodes (as the
+    `cluster/` definitions install it) instead of an uploaded copy of `working_dir`.
 
     Raises:
         ConfigError: `job` is not a module in `jobs/` of `working_dir`.
@@ -131,11 +135,10 @@ def submit_job(
         raise ConfigError(f"unknown job {job!r}: no jobs/{job}.py under {root}. Jobs: {known}.")
     client = job_client(address, token)
     entrypoint = shlex.join(["python", "-m", f"jobs.{job}", *overrides])
-    runtime_env: dict[str, Any] = {
-        "working_dir": str(root),
-        "excludes": list(excludes if excludes is not None else DEFAULT_EXCLUDES),
-        "env_vars": {"RAY_ML_PROGRESS": "0", **(env_vars or {})},
-    }
+    runtime_env: dict[str, Any] = {"env_vars": {"RAY_ML_PROGRESS": "0", **(env_vars or {})}}
+    if upload:
+        runtime_env["working_dir"] = str(root)
+        runtime_env["excludes"] = list(excludes if excludes is not None else DEFAULT_EXCLUDES)
     try:
         return str(
             client.submit_job(

@@ -223,6 +223,20 @@ def _fit(
         raise TrainingFailed(
             f"training run {name!r} finished without a checkpoint; see the logs under {trial_dir}."
         )
+    last = (result.metrics or {}).get("epoch")
+    if (
+        cfg.model.kind == "mlp"
+        and last is not None
+        and int(last) < cfg.train.epochs - 1
+        and not (result.metrics or {}).get("stopped_early")
+    ):
+        # Seen on 2.60 when a node died under a worker: fit() returned as if training had
+        # finished. A run that stopped short is a failure; rerunning resumes it.
+        raise TrainingFailed(
+            f"training run {name!r} ended after epoch {int(last) + 1} of {cfg.train.epochs} "
+            "without early stopping: its workers were lost. Rerunning the same command resumes "
+            f"from the last checkpoint under {trial_dir}."
+        )
     return result, spec, name
 
 
