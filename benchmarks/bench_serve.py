@@ -142,6 +142,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300, help="sequential requests (c=1)")
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=15.0, help="seconds per concurrent phase")
+    ap.add_argument(
+        "--batch-wait-ms", type=float, default=None, help="serve.batch_wait_timeout_s, in ms"
+    )
     args = ap.parse_args()
     os.environ.setdefault("RAY_ML_PROGRESS", "0")
     sys.path.insert(0, str(REPO))
@@ -198,6 +201,11 @@ def main() -> None:
                     "serve.num_replicas=1",
                     "serve.num_cpus_per_replica=1",
                     f"serve.max_batch_size={batch}",
+                    *(
+                        [f"serve.batch_wait_timeout_s={args.batch_wait_ms / 1000}"]
+                        if args.batch_wait_ms is not None
+                        else []
+                    ),
                 ],
             )
             info = deploy(cfg, token=TOKEN)
@@ -230,6 +238,7 @@ def main() -> None:
             f"serve_over_plain_throughput_{c}": ">= 0.4",
             f"batched_over_unbatched_throughput_{c}": ">= 2",
         },
+        "batch_wait_timeout_s": cfg.serve.batch_wait_timeout_s,
         "ratios": ratios,
         "results": results,
         **environment(("ray", "fastapi", "uvicorn", "torch", "requests")),

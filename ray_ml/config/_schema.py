@@ -860,7 +860,7 @@ class ServeConfig(_Validated):
     num_cpus_per_replica: float = 1.0
     num_gpus_per_replica: float = 0.0
     max_batch_size: int = 32
-    batch_wait_timeout_s: float = 0.01
+    batch_wait_timeout_s: float = 0.002
     token_env: str = "RAY_ML_SERVE_TOKEN"
     max_rows_per_request: int = 1024
     max_body_bytes: int = 4 * 1024 * 1024

@@ -72,7 +72,7 @@ class ServeSpec:
     token_sha256: str | None
     limits: dict[str, int]
     max_batch_size: int = 32
-    batch_wait_timeout_s: float = 0.01
+    batch_wait_timeout_s: float = 0.002
     device: str = "cpu"
     canary_percent: float = 0.0
     canary_min_requests: int = 100
@@ -411,7 +411,7 @@ class ModelServer:
             raise RequestError(403, "forbidden", "the bearer token is not valid", "authorization")
 
     # -- model calls ------------------------------------------------------------------------------
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)  # set from the spec in __init__
     async def _infer(self, items: list[tuple[_Slot, pa.Table]]) -> list[dict[str, Any] | Exception]:
         """One model call per version over all batched requests; results split back per request."""
         out: list[dict[str, Any] | Exception] = [RuntimeError("not run")] * len(items)
