@@ -188,7 +188,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
             _say(
                 f"stage 2/6 sweep: {'resuming the interrupted sweep' if resume else 'searching'}"
                 f" ({cfg.tune.searcher} + {cfg.tune.scheduler}, {cfg.tune.num_samples} trials, "
-                f"budget ${cfg.tune.budget_usd})"
+                + (f"budget ${cfg.tune.budget_usd})" if cfg.tune.budget_usd else "no budget)")
             )
             state.start("sweep")
             sweep_cfg = dataclasses.replace(cfg, tune=dataclasses.replace(cfg.tune, resume=resume))
