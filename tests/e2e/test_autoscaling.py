@@ -129,8 +129,17 @@ def _wait_job(head: Head, sid: str) -> dict[str, Any]:
     return result
 
 
-def _kill_node_of_a_train_worker(head: Head, head_node: str) -> str:
-    """SIGKILL the raylet (and everything under it) of a worker node running a Train worker."""
+def _kill_node_of_a_train_worker(head: Head, head_node: str, storage: Path) -> str:
+    """SIGKILL the raylet (and everything under it) of a worker node running a Train worker,
+    once two trials are mid-training (one of them must be on a worker node: the head has 1 CPU).
+    A kill during worker start-up would only make Train retry the start, losing nothing."""
+    mid = [
+        p
+        for p in (storage / "tune").glob("*/*/result.json")
+        if 1 <= len(p.read_text().splitlines()) <= 5
+    ]
+    if len(mid) < 2:
+        return ""
     actors = [
         a
         for a in _state(head, "actors")
@@ -168,7 +177,9 @@ def test_sweep_scales_up_survives_a_lost_node_and_scales_down(head: Head, tmp_pa
     # A job submitted while the cluster is scaling completes.
     data_id = _submit(head, "data", "experiment=demo", "debug=tiny", f"storage_path={tmp_path}/d")
     # Preempt a worker node once a Train worker runs there.
-    killed = _until(lambda: _kill_node_of_a_train_worker(head, head_node), timeout_s=300, every_s=2)
+    killed = _until(
+        lambda: _kill_node_of_a_train_worker(head, head_node, tmp_path), timeout_s=300, every_s=0.5
+    )
     assert killed
 
     data = _wait_job(head, data_id)
@@ -177,13 +188,12 @@ def test_sweep_scales_up_survives_a_lost_node_and_scales_down(head: Head, tmp_pa
     assert tune["status"] == "SUCCEEDED", tune.get("logs_tail")
     summary = tune["summary"]
     assert summary["trials"] == 3 and summary["best"] is not None
-    # Every trial trained all its epochs although a worker node died under the sweep. (Whether
-    # the lost node held a live trial's worker at that moment is timing: the waste it causes is
-    # asserted where the kill is deterministic, tests/ray/test_tune_ray.py's spot test.)
+    # Every trial trained all its epochs although a worker node died under one of them; that
+    # trial was restarted from its checkpoint elsewhere and its lost work charged as waste.
     state = json.loads((tmp_path / "demo-sweep" / "sweep_state.json").read_text())
     assert all(r["status"] == "completed" for r in state["records"].values()), state["records"]
-    assert all(r["iterations"] == 8 for r in state["records"].values())
+    assert sum(c["restarts"] for c in state["costs"]) >= 1, state["costs"]
     waste = sum(c["waste_usd"] for c in state["costs"])
-    assert summary["waste_usd"] == pytest.approx(waste, abs=1e-6)
+    assert waste > 0 and summary["waste_usd"] == pytest.approx(waste, abs=1e-6)
     # Idle workers are removed (idle_timeout_minutes: 0.25).
     _until(lambda: len(_alive_nodes(head)) == 1, timeout_s=180)
