@@ -126,7 +126,6 @@ def _make_callback_and_stopper(
 
         def __init__(self) -> None:
             self.records: dict[str, dict[str, Any]] = {}
-            self._checkpointed_at: dict[str, int] = {}
             self._last_progress = 0.0
 
         def on_trial_start(
@@ -154,12 +153,8 @@ def _make_callback_and_stopper(
         def on_trial_result(
             self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
         ) -> None:
-            latest = trial.latest_checkpoint_result
-            at = int(latest.metrics.get("training_iteration", 0)) if latest is not None else 0
-            saved = at > self._checkpointed_at.get(trial.trial_id, 0)
-            if saved:
-                self._checkpointed_at[trial.trial_id] = at
-            meter.update(trial.trial_id, checkpoint=saved)
+            # Train's checkpoints reach Tune as a `checkpoint_path` metric (TuneReportCallback).
+            meter.update(trial.trial_id, checkpoint="checkpoint_path" in result)
             self._progress(trials)
 
         def _progress(self, trials: list[Any], force: bool = False) -> None:
