@@ -197,7 +197,14 @@ class ServeState:
     async def flush(self, delta: dict[str, Any]) -> dict[str, Any]:
         """Merge one replica's delta; judge the canary; return the routing table."""
         self.metrics.merge(delta["metrics"])
-        self.judge.record_delta(delta["metrics"])  # 2xx/5xx outcomes per role; 4xx say nothing
+        # 2xx/5xx outcomes per role (4xx say nothing), of the versions routed now only.
+        self.judge.record_delta(
+            delta["metrics"],
+            {
+                "stable": self.routing["stable"]["version"],
+                "canary": (self.routing["canary"] or {}).get("version"),
+            },
+        )
         drift = delta["drift"]
         # Counts binned against another reference (the stable version just changed) are dropped.
         if (

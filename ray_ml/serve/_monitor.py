@@ -607,10 +607,25 @@ class CanaryJudge:
             stats.errors += sum(1 for ok in oks if not ok)
             stats.latencies.extend(float(x) for x in latencies)
 
-    def record_delta(self, delta: Mapping[str, Any]) -> None:
-        """Record the per-request samples of a `MetricsDelta.drain()` result."""
+    def record_delta(
+        self, delta: Mapping[str, Any], versions: Mapping[str, str | None] | None = None
+    ) -> None:
+        """Record the per-request samples of a `MetricsDelta.drain()` result.
+
+        Args:
+            delta: The drained delta.
+            versions: The version each role is judged for (e.g. `{"stable": "1", "canary":
+                "2"}`); samples of other versions (requests of a previous canary that finished
+                after the routing changed) are left out. None keeps every sample.
+        """
         for role, s in delta.get("samples", {}).items():
-            self.record_many(role, s["ok"], s["latency_s"])
+            oks, lats = s["ok"], s["latency_s"]
+            if versions is not None and "version" in s:
+                want = versions.get(role)
+                keep = [i for i, v in enumerate(s["version"]) if v == want]
+                oks, lats = [oks[i] for i in keep], [lats[i] for i in keep]
+            if oks:
+                self.record_many(role, oks, lats)
 
     @property
     def decision(self) -> CanaryDecision | None:
@@ -711,7 +726,7 @@ class MetricsDelta:
         self._requests: dict[tuple[str, str, int], int] = {}
         self._latency: dict[tuple[str, str], list[Any]] = {}  # [bucket counts, sum]
         self._predictions: dict[tuple[str, str], int] = {}
-        self._samples: dict[str, tuple[list[bool], list[float]]] = {}
+        self._samples: dict[str, tuple[list[bool], list[float], list[str]]] = {}
 
     def record_request(self, version: str, role: str, status: int, latency_s: float) -> None:
         """Count one answered request: its model version, role, HTTP status and latency."""
@@ -729,10 +744,11 @@ class MetricsDelta:
             hist[1] += latency_s
             # A client's bad request (4xx) says nothing about the model: no canary sample.
             if not 400 <= int(status) < 500:
-                oks, lats = self._samples.setdefault(key[1], ([], []))
+                oks, lats, versions = self._samples.setdefault(key[1], ([], [], []))
                 if len(oks) < self._max_samples:
                     oks.append(int(status) < 500)
                     lats.append(latency_s)
+                    versions.append(str(version))
 
     def record_predictions(self, version: str, predictions: Sequence[Any]) -> None:
         """Count predicted classes (as strings); pass an empty list for regression."""
@@ -774,7 +790,8 @@ class MetricsDelta:
                 {"version": v, "class": c, "count": n} for (v, c), n in predictions.items()
             ],
             "samples": {
-                role: {"ok": oks, "latency_s": lats} for role, (oks, lats) in samples.items()
+                role: {"ok": oks, "latency_s": lats, "version": vs}
+                for role, (oks, lats, vs) in samples.items()
             },
         }
 

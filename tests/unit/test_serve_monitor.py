@@ -533,8 +533,8 @@ def test_drain_resets_and_carries_canary_samples() -> None:
     assert not delta.empty
     drained = delta.drain()
     assert drained["samples"] == {
-        "canary": {"ok": [True, False], "latency_s": [0.01, 0.02]},
-        "stable": {"ok": [True], "latency_s": [0.03]},
+        "canary": {"ok": [True, False], "latency_s": [0.01, 0.02], "version": ["1", "1"]},
+        "stable": {"ok": [True], "latency_s": [0.03], "version": ["1"]},
     }
     assert sum(d["count"] for d in drained["requests"]) == 4
     assert delta.empty
@@ -553,3 +553,14 @@ def test_merge_rejects_a_malformed_delta() -> None:
         state.merge({"latency": [{"version": "1", "role": "stable", "buckets": [1], "sum": 0.1}]})
     assert state.snapshot() == {"requests": 0, "errors": 0, "versions": {}}
     assert math.isfinite(len(state.render()))
+
+
+def test_judge_counts_only_the_current_canary_versions_samples() -> None:
+    delta = MetricsDelta()
+    delta.record_request("3", "canary", 500, 0.01)  # the previous canary, finishing late
+    delta.record_request("2", "canary", 200, 0.01)
+    judge = CanaryJudge(min_requests=1, max_error_rate=0.0, max_latency_ratio=10.0)
+    judge.record_delta(delta.drain(), {"stable": "1", "canary": "2"})
+    assert judge.stats()["canary"]["requests"] == 1
+    decision = judge.decide()
+    assert decision is not None and decision.action == "promote"
