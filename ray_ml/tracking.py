@@ -40,6 +40,7 @@ from urllib.parse import urlparse
 
 from ray_ml.config import RunConfig, TrackingKind
 from ray_ml.errors import BundleError, RayMLError
+from ray_ml.tune._results import flatten_mapping
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -259,22 +260,11 @@ def _key(key: str) -> str:
     return _KEY_CHARS.sub("_", key)[:_MAX_KEY]
 
 
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{name}/"))
-        else:
-            flat[name] = value
-    return flat
-
-
 def _params(config: Mapping[str, Any]) -> dict[str, str]:
     from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
     params = {}
-    for key, value in _flatten(config).items():
+    for key, value in flatten_mapping(config, sep="/").items():
         text = str(value)  # as Ray's trial runs do, so the summary's params compare with theirs
         if len(text) > MAX_PARAM_VAL_LENGTH:
             text = text[: MAX_PARAM_VAL_LENGTH - 3] + "..."
@@ -298,7 +288,7 @@ def _metrics(cfg: RunConfig, summary: Mapping[str, Any]) -> dict[str, float]:
         "trials": summary.get("trials"),
         "pruned": summary.get("pruned"),
     }
-    for key, value in _flatten(summary.get("winner_metrics") or {}).items():
+    for key, value in flatten_mapping(summary.get("winner_metrics") or {}, sep="/").items():
         candidates[f"final/{key}"] = value
     metrics = {}
     for key, value in candidates.items():

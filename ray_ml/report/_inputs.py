@@ -9,7 +9,6 @@ data summary at all is an error, because then there is nothing to report.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ray_ml.errors import RayMLError
+from ray_ml.tune._results import finite_number as number
+from ray_ml.tune._results import flatten_mapping
 
 __all__ = ["Experiment", "Trial", "load_experiment"]
 
@@ -138,31 +139,9 @@ class Experiment:
 
 
 # ------------------------------------------------------------------------------- helpers
-def number(value: Any) -> float | None:
-    """A finite float, or None for a missing, non-numeric or non-finite value."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
 def _integer(value: Any) -> int | None:
     out = number(value)
     return int(out) if out is not None else None
-
-
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def _read_json(path: Path, key: str, exp: Experiment) -> dict[str, Any] | None:
@@ -233,7 +212,7 @@ def _trial(row: Mapping[str, Any], metric: str, has_rank: bool) -> Trial:
     """One row of either layout: flat (what `Leaderboard.to_parquet` writes: one column per
     tuned key, the metric as a column) or struct (`config` and `metrics` struct columns)."""
     if isinstance(row.get("config"), Mapping):
-        config = _flatten(row["config"])
+        config = flatten_mapping(row["config"])
     else:
         config = {}
         for key, value in row.items():

@@ -116,7 +116,7 @@ def _mode(mode: SortMode | str) -> SortMode:
         ) from None
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     """A finite float, or None for a missing, non-numeric or non-finite value."""
     if isinstance(value, bool) or value is None:
         return None
@@ -134,18 +134,18 @@ def _status(record: Mapping[str, Any]) -> str:
 
 def _metric(record: Mapping[str, Any], metric: str) -> float | None:
     metrics = record.get("metrics") or {}
-    return _number(metrics.get(metric))
+    return finite_number(metrics.get(metric))
 
 
 def _value(record: Mapping[str, Any], name: str) -> float | None:
     """An objective's value: a record field such as `cost_usd`, else a reported metric."""
     if name in record:
-        return _number(record[name])
+        return finite_number(record[name])
     return _metric(record, name)
 
 
 def _cost(record: Mapping[str, Any]) -> float:
-    cost = _number(record.get("cost_usd"))
+    cost = finite_number(record.get("cost_usd"))
     return math.inf if cost is None else cost  # unknown cost never wins a cost tie
 
 
@@ -177,15 +177,19 @@ def eligible(records: Sequence[Mapping[str, Any]], metric: str) -> list[Mapping[
     return out
 
 
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_mapping(values: Mapping[str, Any], sep: str = ".") -> dict[str, Any]:
+    """Nested mappings as one level, keys joined by `sep` (`{"a": {"b": 1}}` -> `{"a.b": 1}`)."""
     out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
+    for key, value in values.items():
         if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{name}."))
+            out.update({f"{key}{sep}{k}": v for k, v in flatten_mapping(value, sep).items()})
         else:
-            out[name] = _cell(value)
+            out[str(key)] = value
     return out
+
+
+def _flatten(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _cell(v) for k, v in flatten_mapping(config).items()}
 
 
 def _cell(value: Any) -> Any:
@@ -274,13 +278,13 @@ def choose_winner(
             f"`tune.winner_rule` must be one of {choices}, but got {rule!r}. Fix: use one of those."
         ) from None
     sort_mode = _mode(mode)
-    eps_value = _number(eps)
+    eps_value = finite_number(eps)
     if eps_value is None or eps_value < 0:
         raise ConfigError(
             f"`tune.winner_eps` must be a finite number >= 0, but got eps={eps!r}. Fix: give "
             "the tolerance in metric units, e.g. 0.01."
         )
-    if rule is WinnerRule.best_under_latency and _number(latency_bound_ms) is None:
+    if rule is WinnerRule.best_under_latency and finite_number(latency_bound_ms) is None:
         raise ConfigError(
             "`tune.latency_bound_ms` is required when tune.winner_rule=best_under_latency, but "
             f"got latency_bound_ms={latency_bound_ms!r}. Fix: set e.g. `tune.latency_bound_ms=50`."
@@ -311,7 +315,7 @@ def choose_winner(
         top = min(near, key=lambda r: (_cost(r), *by_metric(r)))
         value = _metric(top, metric)
         assert value is not None
-        cost = _number(top.get("cost_usd"))
+        cost = finite_number(top.get("cost_usd"))
         shown = "unknown cost" if cost is None else f"${cost:.4g}"
         return Winner(
             str(top.get("trial_id")),
@@ -322,19 +326,23 @@ def choose_winner(
             f"{metric}={sign * best:.6g}; its {metric}={value:.6g}",
         )
     bound = float(latency_bound_ms)  # type: ignore[arg-type]  # checked above
-    fast = [r for r in pool if (lat := _number(r.get("latency_ms"))) is not None and lat <= bound]
+    fast = [
+        r for r in pool if (lat := finite_number(r.get("latency_ms"))) is not None and lat <= bound
+    ]
     if not fast:
-        measured = [r for r in pool if _number(r.get("latency_ms")) is not None]
+        measured = [r for r in pool if finite_number(r.get("latency_ms")) is not None]
         if not measured:
             raise NoWinnerError(
                 f"no trial meets tune.latency_bound_ms={bound:g}: none of the {len(pool)} "
                 "eligible trials has a measured `latency_ms`. Fix: measure latency in the sweep, "
                 "or use tune.winner_rule=best."
             )
-        fastest = min(measured, key=lambda r: (_number(r.get("latency_ms")), str(r["trial_id"])))
+        fastest = min(
+            measured, key=lambda r: (finite_number(r.get("latency_ms")), str(r["trial_id"]))
+        )
         raise NoWinnerError(
             f"no trial meets tune.latency_bound_ms={bound:g}: the fastest eligible trial, "
-            f"{fastest.get('trial_id')}, takes {_number(fastest.get('latency_ms')):.4g} ms "
+            f"{fastest.get('trial_id')}, takes {finite_number(fastest.get('latency_ms')):.4g} ms "
             f"({len(measured)} trials measured). Fix: raise `tune.latency_bound_ms`, search "
             "smaller models, or use tune.winner_rule=best."
         )
@@ -347,7 +355,7 @@ def choose_winner(
         rule,
         value,
         f"best {metric}={value:.6g} of {len(fast)} trials with latency_ms <= {bound:g} "
-        f"(its latency {_number(top.get('latency_ms')):.4g} ms)",
+        f"(its latency {finite_number(top.get('latency_ms')):.4g} ms)",
     )
 
 
