@@ -1,4 +1,4 @@
-"""A real Ray head for tests: `ray start --head` on free ports, its own temp dir, token auth.
+"""Helpers for tests of real Ray services (polling, free ports) and a real Ray head: `ray start --head` on free ports, its own temp dir, token auth.
 
 Stopped by killing only its own processes (those naming its temp dir), never `ray stop`.
 """
@@ -16,12 +16,29 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def until(check: Any, timeout_s: float = 30.0, every_s: float = 0.25) -> Any:
+    """Poll `check()` until it returns something truthy (returned); fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s (last value {value!r})")
+        time.sleep(every_s)
 
 
 def free_ports(n: int) -> list[int]:

@@ -10,7 +10,6 @@ import contextlib
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import psutil
 import pytest
 import requests
 
-from tests._ray_head import REPO, Head, ray_head
+from tests._ray_head import REPO, Head, ray_head, until
 from tests.e2e.test_cli_data import last_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -47,16 +46,6 @@ def _state(head: Head, what: str) -> list[dict[str, Any]]:
 
 def _alive_nodes(head: Head) -> list[dict[str, Any]]:
     return [n for n in _state(head, "nodes") if n["state"] == "ALIVE"]
-
-
-def _until(check: Any, timeout_s: float, every_s: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"not within {timeout_s} s")
 
 
 def test_head_exposure_is_loopback_or_authenticated(head: Head, tmp_path: Path) -> None:
@@ -173,11 +162,11 @@ def test_sweep_scales_up_survives_a_lost_node_and_scales_down(head: Head, tmp_pa
         "cost.pricing=spot",
     )
     # Two 1-CPU trials on a 1-CPU head: the autoscaler must add a node.
-    _until(lambda: len(_alive_nodes(head)) > 1, timeout_s=120)
+    until(lambda: len(_alive_nodes(head)) > 1, timeout_s=120)
     # A job submitted while the cluster is scaling completes.
     data_id = _submit(head, "data", "experiment=demo", "debug=tiny", f"storage_path={tmp_path}/d")
     # Preempt a worker node once a Train worker runs there.
-    killed = _until(
+    killed = until(
         lambda: _kill_node_of_a_train_worker(head, head_node, tmp_path), timeout_s=300, every_s=0.5
     )
     assert killed
@@ -196,4 +185,4 @@ def test_sweep_scales_up_survives_a_lost_node_and_scales_down(head: Head, tmp_pa
     waste = sum(c["waste_usd"] for c in state["costs"])
     assert waste > 0 and summary["waste_usd"] == pytest.approx(waste, abs=1e-6)
     # Idle workers are removed (idle_timeout_minutes: 0.25).
-    _until(lambda: len(_alive_nodes(head)) == 1, timeout_s=180)
+    until(lambda: len(_alive_nodes(head)) == 1, timeout_s=180)

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,15 +17,10 @@ import psutil
 import pytest
 
 from ray_ml.registry import Registry
+from tests._ray_head import free_port
 from tests.e2e.test_cli_data import REPO, last_json, run
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_pipeline_runs_end_to_end_on_tiny_settings(tmp_path: Path) -> None:
@@ -37,7 +31,7 @@ def test_pipeline_runs_end_to_end_on_tiny_settings(tmp_path: Path) -> None:
         "experiment=demo",
         "debug=tiny",
         f"storage_path={tmp_path}",
-        f"serve.port={_free_port()}",
+        f"serve.port={free_port()}",
     )
     assert res.returncode == 0, res.stderr[-4000:]
     summary = last_json(res.stdout)
@@ -82,7 +76,7 @@ def test_pipeline_killed_mid_sweep_resumes_without_rerunning_finished_trials(
         "experiment=demo",
         "debug=tiny",
         f"storage_path={tmp_path}",
-        f"serve.port={_free_port()}",
+        f"serve.port={free_port()}",
         f"cluster.temp_dir={temp_dir}",
         "tune.num_samples=4",
         "tune.max_t=2",

@@ -7,7 +7,6 @@ import json
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,10 @@ import requests
 import yaml
 
 from tests._bundles import make_bundle, rows
+from tests._ray_head import free_port
 from tests.e2e.test_cli_data import REPO, last_json, ray_ml
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _read_ready(proc: subprocess.Popen[str], timeout_s: float) -> dict:
@@ -51,7 +45,7 @@ def _read_ready(proc: subprocess.Popen[str], timeout_s: float) -> dict:
 
 def test_serve_job_serves_until_sigterm(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "bundle")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RAY_ML_PROGRESS": "0", "RAY_ML_SERVE_TOKEN": "s3cret-token"}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(

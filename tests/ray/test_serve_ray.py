@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,26 +24,10 @@ from ray_ml.config import load_config
 from ray_ml.registry import Registry
 from ray_ml.train import Predictor
 from tests._bundles import make_bundle, rows
+from tests._ray_head import free_port, until
 
 TOKEN = "test-token-6f1d0c9a2b"
 MODEL = "bc"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _until(check: Callable[[], Any], timeout_s: float = 30.0, every_s: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s (last value {value!r})")
-        time.sleep(every_s)
 
 
 class App:
@@ -96,7 +79,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
             f"name={MODEL}",
             f"storage_path={root}",
             f"serve.registry_root={root / 'registry'}",
-            f"serve.port={_free_port()}",
+            f"serve.port={free_port()}",
             "serve.num_replicas=2",
             "serve.num_cpus_per_replica=0.5",
             "serve.poll_s=0.3",
@@ -310,7 +293,7 @@ def test_models_and_metrics(app: App) -> None:
         # Replicas flush every 0.5 s: wait until the earlier tests' requests are all in.
         return out if count(out, "200") >= 4 and count(out, "422") >= 10 else {}
 
-    samples = _until(counted, timeout_s=15)
+    samples = until(counted, timeout_s=15)
     assert any(k.startswith("ray_ml_serve_predictions_total") for k in samples)
     assert any(k.startswith("ray_ml_serve_request_latency_seconds_bucket") for k in samples)
 
@@ -325,7 +308,7 @@ def test_drift_is_flagged_for_a_shifted_input_and_not_for_an_unshifted_one(app: 
         report = app.get("/v1/drift").json()
         return report if report["window_rows"] >= want_rows else None
 
-    calm = _until(settled)
+    calm = until(settled)
     assert calm["drifted"] == [], calm
     assert calm["max_psi"] < 0.2
 
@@ -339,12 +322,12 @@ def test_drift_is_flagged_for_a_shifted_input_and_not_for_an_unshifted_one(app: 
         report = app.get("/v1/drift").json()
         return report if col in report["drifted"] else None
 
-    report = _until(drifted, timeout_s=15)
+    report = until(drifted, timeout_s=15)
     assert report["features"][col]["psi"] > 0.2
     assert any(a["feature"] == col for a in report["alerts"])
     # Back to normal traffic: the window slides and the flag clears.
     assert app.predict({"rows": sample}).status_code == 200
-    _until(lambda: col not in app.get("/v1/drift").json()["drifted"], timeout_s=15)
+    until(lambda: col not in app.get("/v1/drift").json()["drifted"], timeout_s=15)
 
 
 class SteadyClient:
@@ -403,11 +386,11 @@ class SteadyClient:
 
 def test_promote_then_rollback_under_steady_load_loses_no_request(app: App) -> None:
     with SteadyClient(app) as client:
-        _until(lambda: len(client.results) >= 10)
+        until(lambda: len(client.results) >= 10)
         app.registry.promote(MODEL, 2, reason="test promote")
-        _until(lambda: "2" in client.versions()[-5:], timeout_s=30)
+        until(lambda: "2" in client.versions()[-5:], timeout_s=30)
         app.registry.rollback(MODEL, reason="test rollback")
-        _until(lambda: client.versions()[-5:] == ["1"] * 5, timeout_s=30)
+        until(lambda: client.versions()[-5:] == ["1"] * 5, timeout_s=30)
     statuses = client.statuses()
     assert statuses and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
     versions = client.versions()
@@ -417,10 +400,10 @@ def test_promote_then_rollback_under_steady_load_loses_no_request(app: App) -> N
 
 def test_a_canary_that_errors_is_rolled_back_automatically(app: App) -> None:
     app.registry.set_alias(MODEL, "candidate", 3, reason="test: broken candidate")
-    _until(lambda: app.get("/v1/models").json()["canary"] == "3", timeout_s=15)
+    until(lambda: app.get("/v1/models").json()["canary"] == "3", timeout_s=15)
     with SteadyClient(app) as client:
-        decided = _until(lambda: app.get("/v1/models").json()["canary_decisions"], timeout_s=60)
-        _until(lambda: client.versions()[-5:] == ["1"] * 5, timeout_s=30)
+        decided = until(lambda: app.get("/v1/models").json()["canary_decisions"], timeout_s=60)
+        until(lambda: client.versions()[-5:] == ["1"] * 5, timeout_s=30)
     assert decided[-1]["action"] == "rollback" and decided[-1]["version"] == "3"
     assert "error rate" in decided[-1]["reason"]
     statuses = client.statuses()
@@ -435,10 +418,10 @@ def test_a_canary_that_errors_is_rolled_back_automatically(app: App) -> None:
 
 def test_a_healthy_canary_is_promoted(app: App) -> None:
     app.registry.set_alias(MODEL, "candidate", 2, reason="test: good candidate")
-    _until(lambda: app.get("/v1/models").json()["canary"] == "2", timeout_s=15)
+    until(lambda: app.get("/v1/models").json()["canary"] == "2", timeout_s=15)
     with SteadyClient(app) as client:
-        _until(lambda: app.registry.aliases(MODEL)["production"] == 2, timeout_s=60)
-        _until(lambda: client.versions()[-5:] == ["2"] * 5, timeout_s=30)
+        until(lambda: app.registry.aliases(MODEL)["production"] == 2, timeout_s=60)
+        until(lambda: client.versions()[-5:] == ["2"] * 5, timeout_s=30)
     assert set(client.statuses()) == {200}
     models = app.get("/v1/models").json()
     assert models["stable"] == "2" and models["canary"] is None
@@ -451,17 +434,17 @@ def test_sigkill_of_one_of_two_replicas_under_load(app: App) -> None:
     pids = sorted(_replica_pids())
     assert len(pids) == 2
     with SteadyClient(app, threads=4, retry=True) as client:
-        _until(lambda: len(client.results) >= 20)
+        until(lambda: len(client.results) >= 20)
         os.kill(pids[0], signal.SIGKILL)
         time.sleep(3.0)
         n_after_kill = len(client.results)
-        _until(lambda: len(client.results) >= n_after_kill + 20)
+        until(lambda: len(client.results) >= n_after_kill + 20)
 
     def two_running() -> bool:
         status = serve.status().applications["ray-ml"].deployments["ModelServer"]
         return status.replica_states.get("RUNNING", 0) == 2
 
-    _until(two_running, timeout_s=90)
+    until(two_running, timeout_s=90)
     statuses = client.statuses()
     first_try_failures = sum(1 for _, _, _, retried in client.results if retried)
     assert set(statuses) == {200}, "with one retry no request fails"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from mlflow.tracking._tracking_service import utils as tracking_utils
 from ray_ml.config import RunConfig, TrackingConfig, TrackingKind, load_config
 from ray_ml.errors import BundleError, ConfigError, RayMLError
 from ray_ml.tracking import log_sweep, mlflow_callback, tracking_uri
+from tests._ray_head import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -109,22 +109,6 @@ def _artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> se
     for info in client.list_artifacts(run_id, path):
         found |= _artifacts(client, run_id, info.path) if info.is_dir else {info.path}
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# ----------------------------------------------------------------------------------- the URI
-def test_plain_path_becomes_an_absolute_local_store(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    cfg = RunConfig(storage_path="runs", tracking=TrackingConfig(kind=TrackingKind.mlflow))
-    assert cfg.tracking.uri == "runs/mlflow"  # `${storage_path}` filled in, as Hydra would
-    assert tracking_uri(cfg) == f"sqlite:///{tmp_path.resolve()}/runs/mlflow/mlflow.db"
 
 
 @pytest.mark.parametrize(
@@ -248,7 +232,7 @@ def test_unreachable_server_is_a_ray_ml_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail now, not in 4 minutes
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     cfg = _cfg(tmp_path, "down", uri=uri)
     for call in (lambda: log_sweep(cfg, _summary(None), []), lambda: mlflow_callback(cfg)):
         with pytest.raises(RayMLError) as info:
