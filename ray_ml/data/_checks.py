@@ -7,8 +7,10 @@ their raw values.
 
 Output schema: the contract's columns with the contract's Arrow types, then
 `_reject_reason` (null for good rows; otherwise `column:rule` entries joined by `;`),
-`_raw` (null for good rows; the row's original values as JSON) and `_row_hash` (uint64 content
-hash, see `row_hashes`). Rows keep their input order.
+`_raw` (null for good rows; the row's original values as JSON), `_warnings` (null unless the
+row breaks a soft expectation, see the contract's `expect:`; then `column:rule` entries joined
+by `;`; such a row is kept) and `_row_hash` (uint64 content hash, see `row_hashes`). Rows keep
+their input order.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "RAW_LINE_COLUMN",
     "REASON_COLUMN",
     "ROW_HASH_COLUMN",
+    "WARNINGS_COLUMN",
     "check_table",
     "checked_schema",
     "row_hashes",
@@ -38,6 +41,7 @@ __all__ = [
 REASON_COLUMN = "_reject_reason"
 RAW_COLUMN = "_raw"
 ROW_HASH_COLUMN = "_row_hash"
+WARNINGS_COLUMN = "_warnings"
 # Set by the tolerant readers on rows they could not parse (a bad CSV line, a bad JSON line, an
 # unreadable file); those rows carry no column values, only the error and the raw text.
 PARSE_ERROR_COLUMN = "_parse_error"
@@ -53,6 +57,7 @@ def checked_schema(contract: Contract) -> pa.Schema:
     return (
         contract.arrow_schema.append(pa.field(REASON_COLUMN, pa.string()))
         .append(pa.field(RAW_COLUMN, pa.string()))
+        .append(pa.field(WARNINGS_COLUMN, pa.string()))
         .append(pa.field(ROW_HASH_COLUMN, pa.uint64()))
     )
 
@@ -177,20 +182,64 @@ def _coerce(arr: pa.Array, spec: ColumnSpec) -> tuple[pa.Array, dict[str, pa.Arr
     return arr.cast(target, safe=False), fails
 
 
-def _rule_masks(values: pa.Array, spec: ColumnSpec) -> dict[str, pa.Array]:
+def _bound_masks(
+    values: pa.Array,
+    lo: float | None,
+    hi: float | None,
+    categories: tuple[Any, ...] | None,
+) -> dict[str, pa.Array]:
     masks: dict[str, pa.Array] = {}
-    if spec.type.is_numeric:
-        if spec.min is not None:
-            masks["range"] = pc.less(values, pa.scalar(spec.min))
-        if spec.max is not None:
-            above = pc.greater(values, pa.scalar(spec.max))
-            masks["range"] = pc.or_(masks["range"], above) if "range" in masks else above
-    if spec.categories is not None:
-        value_set = pa.array(list(spec.categories), values.type)
+    if lo is not None:
+        masks["range"] = pc.less(values, pa.scalar(lo))
+    if hi is not None:
+        above = pc.greater(values, pa.scalar(hi))
+        masks["range"] = pc.or_(masks["range"], above) if "range" in masks else above
+    if categories is not None:
+        value_set = pa.array(list(categories), values.type)
         masks["category"] = pc.and_(
             pc.is_valid(values), pc.invert(pc.is_in(values, value_set=value_set))
         )
     return {k: pc.fill_null(v, False) for k, v in masks.items()}
+
+
+def _rule_masks(
+    values: pa.Array, spec: ColumnSpec
+) -> tuple[dict[str, pa.Array], dict[str, pa.Array]]:
+    """(rejecting, warning) masks per rule: the column's rules, then its expectations."""
+    # The contract allows min/max on numeric columns only, so no type test is needed here.
+    rejects = _bound_masks(values, spec.min, spec.max, spec.categories)
+    warns: dict[str, pa.Array] = {}
+    e = spec.expect
+    if e is not None:
+        expected = _bound_masks(values, e.min, e.max, e.categories)
+        if e.strict:
+            for rule, mask in expected.items():
+                rejects[rule] = pc.or_(rejects[rule], mask) if rule in rejects else mask
+        else:
+            warns = expected
+    return rejects, warns
+
+
+def _joined_rules(rules: list[tuple[str, pa.Array]], n: int) -> pa.Array:
+    """`column:rule` names joined by `;` where a row's mask is set, else null.
+
+    Vectorized, unlike the reject reasons: warnings may be set on most rows of a block. Each
+    distinct combination of rules is joined once, then gathered. (pyarrow's
+    `binary_join_element_wise` with null_handling="skip" drops all-null rows in pyarrow 26.)
+    """
+    hit = [
+        (name, np.asarray(pc.fill_null(m, False).to_numpy(zero_copy_only=False), bool))
+        for name, m in rules
+    ]
+    hit = [(name, m) for name, m in hit if m.any()]
+    if not hit:
+        return pa.nulls(n, pa.string())
+    combos, which = np.unique(np.stack([m for _, m in hit], axis=1), axis=0, return_inverse=True)
+    joined = [
+        ";".join(name for (name, _), on in zip(hit, row, strict=True) if on) or None
+        for row in combos
+    ]
+    return pa.array(joined, pa.string()).take(pa.array(which.reshape(-1), pa.int64()))
 
 
 # -- hashing --------------------------------------------------------------------------------------
@@ -298,6 +347,7 @@ def check_table(
     n = raw.num_rows
     typed: dict[str, pa.Array] = {}
     reasons: list[tuple[str, pa.Array]] = []
+    warnings: list[tuple[str, pa.Array]] = []
     parse_err = None
     if PARSE_ERROR_COLUMN in raw.column_names:
         parse_err = pc.is_valid(raw.column(PARSE_ERROR_COLUMN).combine_chunks())
@@ -323,8 +373,9 @@ def check_table(
             if parse_err is not None:  # an unparsed row is reported once, as a parse error
                 null = pc.and_(null, pc.invert(parse_err))
             reasons.append((f"{spec.name}:null", null))
-        for rule, mask in _rule_masks(values, spec).items():
-            reasons.append((f"{spec.name}:{rule}", mask))
+        rejects, warns = _rule_masks(values, spec)
+        reasons.extend((f"{spec.name}:{rule}", mask) for rule, mask in rejects.items())
+        warnings.extend((f"{spec.name}:{rule}", mask) for rule, mask in warns.items())
 
     table = pa.table(typed, schema=schema)
     bad_np = np.zeros(n, bool)
@@ -335,10 +386,12 @@ def check_table(
             mask_np.append((reason, m))
             bad_np |= m
     hashes = row_hashes(table)
+    warn_col = _joined_rules(warnings, n)
     if not bad_np.any():
         return (
             table.append_column(REASON_COLUMN, pa.nulls(n, pa.string()))
             .append_column(RAW_COLUMN, pa.nulls(n, pa.string()))
+            .append_column(WARNINGS_COLUMN, warn_col)
             .append_column(ROW_HASH_COLUMN, pa.array(hashes, pa.uint64()))
         )
 
@@ -363,5 +416,6 @@ def check_table(
     return (
         table.append_column(REASON_COLUMN, reason_col)
         .append_column(RAW_COLUMN, raw_col)
+        .append_column(WARNINGS_COLUMN, warn_col)
         .append_column(ROW_HASH_COLUMN, pa.array(hashes, pa.uint64()))
     )

@@ -192,6 +192,7 @@ def _as_table(rows: Any) -> pa.Table:
 # -- fitting --------------------------------------------------------------------------------------
 def _block_stats(table: pa.Table, contract: Contract) -> pa.Table:
     stats: dict[str, Any] = {"rows": table.num_rows, "numeric": {}, "categorical": {}}
+    # Never the label, never an id column: a key identifies a row, it carries no signal.
     for spec in contract.feature_columns:
         col = table.column(spec.name)
         if spec.type in (ColumnType.FLOAT, ColumnType.INT, ColumnType.BOOL):
@@ -275,9 +276,10 @@ def _finish(
             counts: Counter[str] = Counter()
             for s in stats:
                 counts.update(s["categorical"][spec.name])
-            if spec.categories is not None:
-                # The contract's order is stable across refits; keep the most frequent if too many.
-                known = [str(c) for c in spec.categories]
+            if spec.known_categories is not None:
+                # The contract's order (its rule's or expectation's categories) is stable across
+                # refits; keep the most frequent if too many.
+                known = [str(c) for c in spec.known_categories]
                 if len(known) > max_categories:
                     top = {c for c, _ in counts.most_common(max_categories)}
                     known = [c for c in known if c in top]

@@ -23,6 +23,7 @@ from ray_ml.data._checks import (
     RAW_COLUMN,
     REASON_COLUMN,
     ROW_HASH_COLUMN,
+    WARNINGS_COLUMN,
     check_table,
     checked_schema,
 )
@@ -40,7 +41,11 @@ _MASK64 = (1 << 64) - 1
 
 @dataclass
 class ValidationReport:
-    """What the check saw. `reasons` counts each `column:rule` once per row that broke it."""
+    """What the check saw.
+
+    `reasons` counts each `column:rule` once per row rejected for it; `warnings` counts each
+    broken soft expectation (a column's `expect:` in the contract) once per row, kept or not.
+    """
 
     sources: list[str]
     rows_in: int
@@ -50,6 +55,7 @@ class ValidationReport:
     max_reject_rate: float
     quarantine: str | None
     digest: str = field(repr=False)  # content digest of ok and rejected rows (fingerprint input)
+    warnings: dict[str, int] = field(default_factory=dict)
 
     @property
     def reject_rate(self) -> float:
@@ -78,6 +84,19 @@ class ValidationReport:
             "data.max_reject_rate (--max-reject-rate) if these rows are expected."
         )
 
+    def warning_message(self) -> str | None:
+        """One line on the broken expectations, or None when there are none."""
+        if not self.warnings:
+            return None
+        top = ", ".join(
+            f"{k}={v}" for k, v in sorted(self.warnings.items(), key=lambda kv: -kv[1])[:5]
+        )
+        return (
+            f"rows outside the contract's expectations (kept, not rejected): {top}. Widen the "
+            "`expect:` bounds or categories if the data is right, or set `strict: true` in a "
+            "column's `expect:` to reject such rows."
+        )
+
 
 @dataclass
 class CheckedData:
@@ -88,14 +107,24 @@ class CheckedData:
     contract: Contract
 
 
+def _rule_counts(joined: pa.ChunkedArray) -> Counter[str]:
+    """`column:rule` -> rows, from a column of `;`-joined rule names (null: none)."""
+    counts: Counter[str] = Counter()
+    # Few distinct combinations even when most rows carry one: split each combination once.
+    vc = pc.value_counts(pc.drop_null(joined))
+    for combo, n in zip(
+        vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
+    ):
+        for rule in combo.split(";"):
+            counts[rule] += n
+    return counts
+
+
 def _block_stats(table: pa.Table) -> pa.Table:
     reason = table.column(REASON_COLUMN)
     bad = pc.is_valid(reason)
     hashes = table.column(ROW_HASH_COLUMN).to_numpy()
     bad_np = bad.to_numpy(zero_copy_only=False)
-    counts: Counter[str] = Counter()
-    for joined in pc.drop_null(reason).to_pylist():
-        counts.update(joined.split(";"))
     # uint64 sums wrap: exactly what an order-independent digest wants.
     return pa.table(
         {
@@ -103,7 +132,8 @@ def _block_stats(table: pa.Table) -> pa.Table:
             "rejected": [int(bad_np.sum())],
             "hash_ok": [str(int(hashes[~bad_np].sum(dtype="uint64")))],
             "hash_bad": [str(int(hashes[bad_np].sum(dtype="uint64")))],
-            "reasons": [json.dumps(counts)],
+            "reasons": [json.dumps(_rule_counts(reason))],
+            "warnings": [json.dumps(_rule_counts(table.column(WARNINGS_COLUMN)))],
         }
     )
 
@@ -114,7 +144,7 @@ def _only_rejected(table: pa.Table) -> pa.Table:
 
 def _only_ok(table: pa.Table) -> pa.Table:
     return table.filter(pc.is_null(table.column(REASON_COLUMN))).drop_columns(
-        [REASON_COLUMN, RAW_COLUMN]
+        [REASON_COLUMN, RAW_COLUMN, WARNINGS_COLUMN]
     )
 
 
@@ -227,8 +257,10 @@ def check_sources(
     rows_in = sum(r["rows"] for r in stats)
     rows_bad = sum(r["rejected"] for r in stats)
     reasons: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
     for r in stats:
         reasons.update(json.loads(r["reasons"]))
+        warnings.update(json.loads(r["warnings"]))
     hash_ok = sum(int(r["hash_ok"]) for r in stats) & _MASK64
     hash_bad = sum(int(r["hash_bad"]) for r in stats) & _MASK64
 
@@ -247,6 +279,7 @@ def check_sources(
         max_reject_rate=max_reject_rate,
         quarantine=quarantine,
         digest=f"{rows_in}:{rows_bad}:{hash_ok:016x}:{hash_bad:016x}",
+        warnings=dict(sorted(warnings.items())),
     )
     if raise_on_failure and not report.passed:
         raise RejectRateExceeded(report.failure_message())

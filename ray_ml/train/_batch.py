@@ -15,7 +15,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_ml.data._blocks import map_blocks
-from ray_ml.data._checks import RAW_COLUMN, REASON_COLUMN, ROW_HASH_COLUMN, check_table
+from ray_ml.data._checks import (
+    RAW_COLUMN,
+    REASON_COLUMN,
+    ROW_HASH_COLUMN,
+    WARNINGS_COLUMN,
+    check_table,
+)
 from ray_ml.data._sources import read_source
 from ray_ml.train._bundle import load_bundle
 from ray_ml.train._predictor import Predictor
@@ -25,7 +31,7 @@ __all__ = ["batch_predict"]
 
 def _good(table: pa.Table) -> pa.Table:
     ok = table.filter(pc.is_null(table.column(REASON_COLUMN)))
-    return ok.drop_columns([REASON_COLUMN, RAW_COLUMN, ROW_HASH_COLUMN])
+    return ok.drop_columns([REASON_COLUMN, RAW_COLUMN, WARNINGS_COLUMN, ROW_HASH_COLUMN])
 
 
 def _bad(table: pa.Table) -> pa.Table:
@@ -37,7 +43,7 @@ def batch_predict(
 ) -> dict[str, Any]:
     """Predict every valid row of `sources` with the bundle; write Parquet under `out`.
 
-    Writes `out/predictions/` (the input feature columns plus `prediction` and, for
+    Writes `out/predictions/` (the input id and feature columns plus `prediction` and, for
     classification, `scores`) and `out/rejected/` (rows that broke the contract, with
     `_reject_reason`). Returns counts and paths.
     """
@@ -46,9 +52,10 @@ def batch_predict(
     t0 = time.perf_counter()
     bundle = load_bundle(bundle_dir)
     contract = bundle.contract
-    features = contract.feature_columns
-    names = [c.name for c in features]
-    parts = [map_blocks(read_source(s, names), check_table, contract, features) for s in sources]
+    # The id columns too (role: id): checked, and kept next to each prediction.
+    columns = contract.inference_columns
+    names = [c.name for c in columns]
+    parts = [map_blocks(read_source(s, names), check_table, contract, columns) for s in sources]
     checked = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
     out = Path(out).resolve()
     good = map_blocks(checked, _good)

@@ -563,8 +563,9 @@ def reference_stats(
     columns = {
         spec.name: _column_stats(
             table.column(spec.name),
-            spec.type.is_numeric and spec.categories is None,
-            spec.categories,
+            # known_categories: an inferred contract lists them under `expect:`.
+            spec.type.is_numeric and spec.known_categories is None,
+            spec.known_categories,
             max_categories,
         )
         for spec in contract.feature_columns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from ray_ml.data import (
     fingerprint,
     fit_preprocessor,
     fit_preprocessor_table,
+    infer_contract,
+    read_sample,
     source_contract,
     split_dataset,
 )
@@ -127,6 +130,32 @@ def test_join_on_key_keeps_unmatched_rows_as_rejects(tmp_path: Path) -> None:
     assert sorted(r["id"] for r in res.dataset.take_all()) == [1, 2]
     assert res.report.rows_rejected == 2  # id 3 has no city, id 9 has no age/label
     assert res.report.reasons["city:null"] == 1 and res.report.reasons["age:null"] == 1
+
+
+def test_inferred_contract_over_a_compressed_glob_warns_and_keeps_ids(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "archive").mkdir(parents=True)
+    header = "id,age,city,y\n"
+    rows = range(1, 21)
+    first = "".join(f"{i},{20 + i % 10},{'paris' if i % 2 else 'rome'},{i % 2}\n" for i in rows)
+    (data / "a.csv.gz").write_bytes(gzip.compress((header + first).encode()))
+    # New ids, an age beyond the sample's, an unseen city, and one truly bad value.
+    later = "21,95,rome,1\n22,25,oslo,0\n23,abc,rome,1\n"
+    (data / "b.csv.gz").write_bytes(gzip.compress((header + later).encode()))
+    # Nested: `data/*.csv.gz` must not read it (it would add a `_row:parse` reject).
+    (data / "archive" / "old.csv.gz").write_bytes(gzip.compress(b"not,a\ncsv,file,at,all\n"))
+    contract = infer_contract(read_sample(str(data / "a.csv.gz")))
+    assert [c.name for c in contract.id_columns] == ["id"]
+    q = tmp_path / "q"
+    res = check_sources([str(data / "*.csv.gz")], contract, quarantine_dir=str(q))
+    r = res.report
+    assert (r.rows_in, r.rows_ok, r.rows_rejected) == (23, 22, 1)
+    assert r.reasons == {"age:type": 1}
+    assert r.warnings == {"age:range": 1, "city:category": 1}
+    assert r.to_dict()["warnings"] == r.warnings
+    assert sorted(row["id"] for row in res.dataset.take_all()) == list(range(1, 23))
+    [bad] = pq.read_table(q).to_pylist()
+    assert (bad["id"], bad["_reject_reason"]) == (23, "age:type")
 
 
 def test_missing_and_corrupt_files_are_named(tmp_path: Path) -> None:
