@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ray_ml.errors import RayMLError, RejectRateExceeded
-from ray_ml.registry._cli import add_registry_parser
+from ray_ml.registry import add_registry_parser
 
 __all__ = ["main"]
 
@@ -47,6 +47,9 @@ def _data_check(args: argparse.Namespace) -> int:
         stop_ray(handle)
     report = checked.report
     summary = {**report.to_dict(), "fingerprint": fingerprint(report.digest, contract, {})}
+    warning = report.warning_message()
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     if not report.passed:
         print(f"error: {report.failure_message()}", file=sys.stderr)
         _emit(summary)
@@ -68,7 +71,10 @@ def _data_infer(args: argparse.Namespace) -> int:
     )
     header = (
         f"# Data contract inferred by `ray-ml data infer {args.source}` from {table.num_rows} rows.\n"
-        "# Review it: ranges are the observed ones widened by 10% of their span; a column is\n"
+        "# Review it. `expect:` holds what the sample showed (ranges widened by 10% of their span,\n"
+        "# the categories seen): rows outside it are counted as warnings, not rejected; add\n"
+        "# `strict: true` to an `expect:` to reject them, or move min/max out of it to make a rule.\n"
+        "# `role: id` marks key columns: never a feature, never range-checked. A column is\n"
         "# nullable when the sample had a null. Use with `ray-ml data check SOURCE --contract FILE`.\n"
     )
     sys.stdout.write(contract.to_yaml(header))

@@ -33,26 +33,24 @@ and list-after-write consistency:
       file replaced ours. Two writers within the same instant can still lose an update: change
       aliases of one model from one place (a pipeline, an operator) at a time on object stores.
     * Each audit entry is its own object, so concurrent entries are never lost.
+
+The two protocols live in `ray_ml.registry._store` (`LocalStore`, `ObjectStore`, with the same
+methods); this module holds the layout and the rules, and never asks which store it has.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import hashlib
 import json
 import os
 import posixpath
-import random
 import re
 import shutil
 import socket
-import stat
-import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,17 +58,10 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from ray_ml.errors import BundleError, RegistryError
-from ray_ml.registry._store import Store
+from ray_ml.registry._records import AliasChange, AuditEntry, ModelVersion
+from ray_ml.registry._store import REMOTE_ATTEMPTS, open_store
 
-__all__ = [
-    "AUDIT_ACTIONS",
-    "DEFAULT_ROOT",
-    "LATEST",
-    "AliasChange",
-    "AuditEntry",
-    "ModelVersion",
-    "Registry",
-]
+__all__ = ["AUDIT_ACTIONS", "DEFAULT_ROOT", "LATEST", "Registry"]
 
 DEFAULT_ROOT = "runs/registry"
 LATEST = "latest"
@@ -85,7 +76,6 @@ _AUDIT_LOG = "audit.jsonl"
 _AUDIT_DIR = "audit"
 _LOCK = ".lock"
 _STAGING = ".staging"
-_CLAIM_PREFIX = ".claim-"
 _MANIFEST = "manifest.json"  # the bundle's manifest; every other file is listed in it
 _CHUNK = 1 << 20
 
@@ -96,124 +86,6 @@ _VERSION_DIR_RE = re.compile(r"^\d{6,}$")
 # Metrics deeper than `split.metric` (per-class tables, confusion matrices) stay in the bundle.
 _METRIC_DEPTH = 2
 _LINEAGE_KEYS = ("data_fingerprint", "git_commit", "git_dirty", "cost")
-_REMOTE_ATTEMPTS = 50
-
-
-# -- value types ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelVersion:
-    """One registered version of a model.
-
-    Attributes:
-        name: The model name.
-        version: The version number (1, 2, ...).
-        path: The version folder: an OS path on local disk, else a URI (or the filesystem's
-            path when a `filesystem` was passed). Use `Registry.bundle_path` for a local copy.
-        created_at: When it was registered (UTC, ISO 8601).
-        registered_by: `user@host` that registered it.
-        source: The bundle folder it was copied from.
-        reason: Why it was registered, as given.
-        model_kind: `mlp` or `xgboost`.
-        task: `binary`, `multiclass` or `regression`.
-        manifest_checksum: The bundle manifest's own checksum (identifies the bundle content).
-        metrics: Numeric metrics of the bundle, flattened to `split.metric` keys.
-        lineage: `data_fingerprint`, `git_commit`, `git_dirty`, `cost` from the bundle manifest
-            (None where the bundle does not record them).
-        aliases: Aliases pointing at this version when it was read.
-    """
-
-    name: str
-    version: int
-    path: str
-    created_at: str
-    registered_by: str
-    source: str
-    reason: str
-    model_kind: str
-    task: str
-    manifest_checksum: str
-    metrics: dict[str, Any]
-    lineage: dict[str, Any]
-    aliases: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["aliases"] = list(self.aliases)
-        return out
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One line of a model's audit log.
-
-    Attributes:
-        time: UTC, ISO 8601 with milliseconds.
-        actor: `user@host` (or `$RAY_ML_ACTOR`).
-        action: One of `AUDIT_ACTIONS`.
-        model: The model name.
-        alias: The alias changed (None for `register`).
-        from_version: The version the alias pointed to before (None when unset).
-        to_version: The version registered, or the alias's new version (None when deleted).
-        reason: Why, as given.
-        revision: The `aliases.json` revision the change produced (None for `register`).
-    """
-
-    time: str
-    actor: str
-    action: str
-    model: str
-    alias: str | None
-    from_version: int | None
-    to_version: int | None
-    reason: str
-    revision: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AuditEntry:
-        return cls(
-            time=str(data["time"]),
-            actor=str(data.get("actor", "")),
-            action=str(data["action"]),
-            model=str(data.get("model", "")),
-            alias=data.get("alias"),
-            from_version=_opt_int(data.get("from_version")),
-            to_version=_opt_int(data.get("to_version")),
-            reason=str(data.get("reason", "")),
-            revision=_opt_int(data.get("revision")),
-        )
-
-
-@dataclass(frozen=True)
-class AliasChange:
-    """The result of `set_alias`, `promote`, `rollback` or `delete_alias`.
-
-    Attributes:
-        model: The model name.
-        alias: The alias changed.
-        action: The audit action recorded.
-        from_version: Where the alias pointed before (None when unset).
-        to_version: Where it points now (None when deleted).
-        revision: The `aliases.json` revision after the change.
-        changed: False when the alias already pointed there (nothing written, no audit entry).
-        version: The version the alias now points to (None when deleted).
-    """
-
-    model: str
-    alias: str
-    action: str
-    from_version: int | None
-    to_version: int | None
-    revision: int
-    changed: bool
-    version: ModelVersion | None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "version"}
-        out["path"] = None if self.version is None else self.version.path
-        return out
 
 
 # -- the registry ---------------------------------------------------------------------------------
@@ -246,7 +118,7 @@ class Registry:
                 f"{DEFAULT_ROOT!r} or 's3://bucket/registry'."
             )
         try:
-            self._store = Store.open(root, filesystem)
+            self._store = open_store(root, filesystem)
         except (OSError, ValueError) as exc:
             raise RegistryError(
                 f"cannot open registry root {os.fspath(root)!r}: {exc}. Check the path or URI "
@@ -346,11 +218,9 @@ class Registry:
         name = _check_model_name(name)
         n = self._resolve(name, version_or_alias, self._read_aliases(name)[1])
         record = self._require_record(name, n)
-        vdir = self._version_dir(name, n)
-        local = self._store.local(vdir)
-        if local is not None:
-            return local
-        return str(self._download(name, n, record))
+        return self._store.local_copy(
+            self._version_dir(name, n), lambda: self._download(name, n, record)
+        )
 
     # -- registering ------------------------------------------------------------------------------
     def register(
@@ -385,7 +255,7 @@ class Registry:
         alias_list = _check_alias_list(aliases)
         # Imported here: the bundle code pulls in torch, which `ray-ml registry list` and the
         # serving side's lookups do not need.
-        from ray_ml.train._bundle import load_bundle
+        from ray_ml.train import load_bundle
 
         source = Path(bundle_dir).expanduser().resolve()
         try:
@@ -419,94 +289,13 @@ class Registry:
             "lineage": {key: bundle.manifest.get(key) for key in _LINEAGE_KEYS},
             "files": files,
         }
-        if self._store.is_local:
-            n = self._publish_local(name, source, record)
-        else:
-            n = self._publish_remote(name, source, record)
+        n = self._store.publish(_NewVersion(self, name, source, record))
         entry = self._entry("register", name, None, None, n, reason, None)
         with self._locked(name):
             self._append_audit(name, entry)
         for alias in alias_list:
             self.set_alias(name, alias, n, reason=reason)
         return self.get(name, n)
-
-    def _publish_local(self, name: str, source: Path, record: dict[str, Any]) -> int:
-        store = self._store
-        staging = store.join(_MODELS, name, _STAGING, uuid.uuid4().hex)
-        try:
-            self._copy_in(source, record["files"], staging)
-            n = self._claim_local(name)
-            claimed = self._version_dir(name, n)
-            try:
-                record["version"] = n
-                store.write_bytes(posixpath.join(staging, _RECORD), _json_bytes(record))
-                # rename(2) of a folder over an empty one is atomic: the version appears whole.
-                store.fs.move(staging, claimed)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.rmdir(_must(store.local(claimed)))  # give the number back
-                raise
-        except BaseException:
-            with contextlib.suppress(OSError):
-                store.fs.delete_dir(staging)
-            raise
-        local = _must(store.local(claimed))
-        store.fsync(posixpath.dirname(claimed), directory=True)
-        # Read-only files make "versions are immutable" hold against careless hands too.
-        for entry in os.scandir(local):
-            if entry.is_file():
-                os.chmod(entry.path, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-        return n
-
-    def _claim_local(self, name: str) -> int:
-        """Allocate the next version number with `os.mkdir`, the create-exclusive of POSIX."""
-        versions = _must(self._store.local(self._store.join(_MODELS, name, _VERSIONS)))
-        os.makedirs(versions, exist_ok=True)
-        n = max(self._version_numbers(name), default=0) + 1
-        while True:
-            try:
-                os.mkdir(os.path.join(versions, _version_name(n)))
-                return n
-            except FileExistsError:
-                n += 1  # another registration took it between our listing and our mkdir
-
-    def _publish_remote(self, name: str, source: Path, record: dict[str, Any]) -> int:
-        store = self._store
-        n, claim = self._claim_remote(name)
-        vdir = self._version_dir(name, n)
-        try:
-            self._copy_in(source, record["files"], vdir)
-            record["version"] = n
-            # Written last: its presence is what makes the version visible to readers.
-            store.write_bytes(posixpath.join(vdir, _RECORD), _json_bytes(record))
-        except BaseException:
-            for file in [*record["files"], _RECORD]:
-                with contextlib.suppress(OSError):
-                    store.delete_file(posixpath.join(vdir, file))
-            store.delete_file(claim)
-            raise
-        store.delete_file(claim)
-        return n
-
-    def _claim_remote(self, name: str) -> tuple[int, str]:
-        """Claim a version number without locks or conditional writes (see the module doc)."""
-        store = self._store
-        for attempt in range(_REMOTE_ATTEMPTS):
-            published = self._published_numbers(name)
-            start = max(published, default=0) + 1
-            for n in range(start, start + 8):
-                vdir = self._version_dir(name, n)
-                claim = posixpath.join(vdir, f"{_CLAIM_PREFIX}{uuid.uuid4().hex}")
-                store.write_bytes(claim, b"")
-                if [info.path for info in store.list_dir(vdir)] == [claim]:
-                    return n, claim
-                store.delete_file(claim)  # someone else holds or races for n
-            time.sleep(random.uniform(0.0, 0.01 * 2 ** min(attempt, 6)))
-        raise RegistryError(
-            f"could not allocate a version of model {name!r} in {self.root} after "
-            f"{_REMOTE_ATTEMPTS} attempts: too many registrations are racing on an object "
-            "store. Register versions of one model from one process at a time."
-        )
 
     def _copy_in(self, source: Path, files: Mapping[str, str], dest_dir: str) -> None:
         store = self._store
@@ -632,7 +421,7 @@ class Registry:
         if not self._published_numbers(name):
             raise self._unknown_model(name)  # before locking: the lock file would create it
         path = self._store.join(_MODELS, name, _ALIASES)
-        for _ in range(_REMOTE_ATTEMPTS):
+        for _ in range(REMOTE_ATTEMPTS):
             with self._locked(name):
                 revision, aliases = self._read_aliases(name)
                 before = aliases.get(alias)
@@ -644,6 +433,7 @@ class Registry:
                     new.pop(alias)
                 else:
                     new[alias] = after
+                # A unique id per write: an object store tells our write from a racing one by it.
                 write_id = uuid.uuid4().hex
                 doc = {
                     "model": name,
@@ -653,8 +443,7 @@ class Registry:
                     "updated_by": self.actor,
                     "write_id": write_id,
                 }
-                self._store.replace_bytes(path, _json_bytes(doc))
-                if not self._store.is_local and not self._still_ours(path, write_id):
+                if not self._store.replace_bytes(path, _json_bytes(doc)):
                     continue  # another writer replaced our file: redo the change on top of it
                 entry = self._entry(action, name, alias, before, after, reason, revision + 1)
                 self._append_audit(name, entry)
@@ -677,31 +466,9 @@ class Registry:
         version = None if after is None else self.get(name, after)
         return AliasChange(name, alias, action, before, after, revision, changed, version)
 
-    def _still_ours(self, path: str, write_id: str) -> bool:
-        data = self._store.read_bytes(path)
-        try:
-            return data is not None and json.loads(data).get("write_id") == write_id
-        except ValueError:
-            return False
-
-    @contextlib.contextmanager
-    def _locked(self, name: str) -> Iterator[None]:
-        """Exclusive across threads and processes on local disk; a no-op on object stores.
-
-        Each call opens the lock file anew: flock(2) locks belong to the open file description,
-        so two threads of one process exclude each other too.
-        """
-        local = self._store.local(self._store.join(_MODELS, name))
-        if local is None:
-            yield
-            return
-        os.makedirs(local, exist_ok=True)
-        fd = os.open(os.path.join(local, _LOCK), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+    def _locked(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Serialises changes of one model (an exclusive lock on local disk; none on objects)."""
+        return self._store.locked(self._store.join(_MODELS, name, _LOCK))
 
     # -- audit ------------------------------------------------------------------------------------
     def _entry(
@@ -717,12 +484,14 @@ class Registry:
         return AuditEntry(_now(), self.actor, action, name, alias, before, after, reason, revision)
 
     def _append_audit(self, name: str, entry: AuditEntry) -> None:
+        """One audit line; the caller holds the model lock."""
         line = json.dumps(entry.to_dict(), sort_keys=True) + "\n"
-        if self._store.is_local:  # the caller holds the model lock
-            self._store.append_line(self._store.join(_MODELS, name, _AUDIT_LOG), line.encode())
-        else:  # object stores cannot append: one object per entry, named to sort by time
-            key = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.json"
-            self._store.write_bytes(self._store.join(_MODELS, name, _AUDIT_DIR, key), line.encode())
+        store = self._store
+        store.append_entry(
+            store.join(_MODELS, name, _AUDIT_LOG),
+            store.join(_MODELS, name, _AUDIT_DIR),
+            line.encode(),
+        )
 
     def _read_audit(self, name: str) -> list[AuditEntry]:
         store = self._store
@@ -859,7 +628,7 @@ class Registry:
         )
 
     def _download(self, name: str, n: int, record: Mapping[str, Any]) -> Path:
-        from ray_ml.train._bundle import load_bundle
+        from ray_ml.train import load_bundle
 
         root_key = hashlib.sha256(self.root.encode()).hexdigest()[:16]
         final = self.cache_dir / root_key / name / _version_name(n)
@@ -991,11 +760,31 @@ def _fmt_aliases(aliases: Mapping[str, int]) -> str:
     return ", ".join(f"{a}->{v}" for a, v in sorted(aliases.items())) or "none"
 
 
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
+class _NewVersion:
+    """A bundle being registered as the next version of a model: the `Draft` a store publishes."""
 
+    def __init__(self, registry: Registry, name: str, source: Path, record: dict[str, Any]) -> None:
+        self._registry = registry
+        self._source = source
+        self._record = record
+        self.model = name
+        self.staging = registry._store.join(_MODELS, name, _STAGING, uuid.uuid4().hex)
+        self.files = [*record["files"], _RECORD]
 
-def _must(value: str | None) -> str:
-    if value is None:  # only called on code paths that run on local disk
-        raise RuntimeError("expected a local path")
-    return value
+    def folder(self, n: int) -> str:
+        return self._registry._version_dir(self.model, n)
+
+    def taken(self) -> list[int]:
+        return self._registry._version_numbers(self.model)
+
+    def published(self) -> list[int]:
+        return self._registry._published_numbers(self.model)
+
+    def fill(self, folder: str) -> None:
+        self._registry._copy_in(self._source, self._record["files"], folder)
+
+    def seal(self, folder: str, n: int) -> None:
+        self._record["version"] = n
+        self._registry._store.write_bytes(
+            posixpath.join(folder, _RECORD), _json_bytes(self._record)
+        )

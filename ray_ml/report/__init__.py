@@ -13,6 +13,19 @@ Example:
 """
 
 from ray_ml.report._build import build_report, build_sections
+from ray_ml.report._html import fmt, pct, usd
 from ray_ml.report._inputs import Experiment, Trial, load_experiment
+from ray_ml.report._sections import billed_curve, pareto_front_2d
 
-__all__ = ["Experiment", "Trial", "build_report", "build_sections", "load_experiment"]
+__all__ = [
+    "Experiment",
+    "Trial",
+    "billed_curve",
+    "build_report",
+    "build_sections",
+    "fmt",
+    "load_experiment",
+    "pareto_front_2d",
+    "pct",
+    "usd",
+]

@@ -1,8 +1,20 @@
 """Serving on Ray Serve: the HTTP app built from a registry alias, version or bundle.
 
 `deploy(cfg)` runs it on the connected Ray; `run_serve_job(cfg)` is `python -m jobs.serve`.
+`build_app(cfg, loader=...)` is the typed builder both use (and `app_builder`, the entry of
+Serve config files: `import_path: ray_ml.serve:app_builder`).
+
+Modules, one thing each: `_validate` (requests -> typed tables), `_routing` (`ServeSpec`, the
+routing table), `_loader` (the injected model loader), `_metrics`, `_canary`, `_drift` (the
+monitor's pure-Python state), `_app` (the two Serve deployments) and `_server` (build, deploy,
+run).
 """
 
+from ray_ml.serve._canary import CanaryAction, CanaryDecision, CanaryJudge
+from ray_ml.serve._drift import PSI_EPSILON, DriftWindow, drift_counts, merge_counts
+from ray_ml.serve._loader import BundleLoader, ModelLoader, Slot
+from ray_ml.serve._metrics import CONTENT_TYPE, LATENCY_BUCKETS, MetricsDelta, ServeMetrics
+from ray_ml.serve._routing import ServeSpec, resolve_routing, serve_spec
 from ray_ml.serve._server import (
     app_builder,
     build_app,
@@ -14,13 +26,30 @@ from ray_ml.serve._server import (
 from ray_ml.serve._validate import RequestError, RequestLimits, RequestValidator
 
 __all__ = [
+    "CONTENT_TYPE",
+    "LATENCY_BUCKETS",
+    "PSI_EPSILON",
+    "BundleLoader",
+    "CanaryAction",
+    "CanaryDecision",
+    "CanaryJudge",
+    "DriftWindow",
+    "MetricsDelta",
+    "ModelLoader",
     "RequestError",
     "RequestLimits",
     "RequestValidator",
+    "ServeMetrics",
+    "ServeSpec",
+    "Slot",
     "app_builder",
     "build_app",
     "deploy",
+    "drift_counts",
+    "merge_counts",
+    "resolve_routing",
     "run_serve_job",
     "serve_config",
+    "serve_spec",
     "serve_token",
 ]

@@ -18,7 +18,9 @@ is lost). When the canary judge decides, the state moves the registry aliases it
 `production` -> candidate version; rollback: `candidate` deleted) with the reason in the audit
 log and in the replica's log.
 
-The token never leaves the driver: replicas get its SHA-256 and compare digests in constant time.
+Both deployments receive the typed `ServeSpec` and the model loader from `build_app` (see
+`ray_ml.serve._server`). The token never leaves the driver: replicas get its SHA-256 and compare
+digests in constant time.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route signatures at runtime.
@@ -29,7 +31,6 @@ import hmac
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,103 +39,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
-from ray_ml.serve._monitor import (
-    CONTENT_TYPE,
-    CanaryJudge,
-    DriftWindow,
-    MetricsDelta,
-    ServeMetrics,
-    drift_counts,
-    merge_counts,
-)
-from ray_ml.serve._validate import RequestError, RequestLimits, RequestValidator
+from ray_ml.serve._canary import CanaryJudge
+from ray_ml.serve._drift import DriftWindow, drift_counts, merge_counts
+from ray_ml.serve._loader import ModelLoader, Slot
+from ray_ml.serve._metrics import CONTENT_TYPE, MetricsDelta, ServeMetrics
+from ray_ml.serve._routing import ServeSpec, resolve_routing, same_routes
+from ray_ml.serve._validate import RequestError
 
-__all__ = ["ModelServer", "ServeSpec", "ServeState", "resolve_routing"]
+__all__ = ["ModelServer", "ServeState"]
 
 logger = logging.getLogger("ray.serve")
 FLUSH_S = 0.5  # replica -> state flush period
-
-
-@dataclass(frozen=True)
-class ServeSpec:
-    """Everything a replica needs, JSON-able (it travels in Serve's deployment config).
-
-    `version`/`alias` select a registry version of `model` under `registry_root`; `bundle`
-    serves one bundle directory (no registry, no canary). `token_sha256` is None when auth is
-    off.
-    """
-
-    model: str
-    registry_root: str | None
-    alias: str | None
-    version: str | None
-    bundle: str | None
-    token_sha256: str | None
-    limits: dict[str, int]
-    max_batch_size: int = 32
-    batch_wait_timeout_s: float = 0.002
-    device: str = "cpu"
-    canary_percent: float = 0.0
-    canary_min_requests: int = 100
-    canary_max_error_rate: float = 0.01
-    canary_max_latency_ratio: float = 1.5
-    drift_window: int = 1000
-    drift_psi_threshold: float = 0.2
-    poll_s: float = 1.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "ServeSpec":
-        return cls(**raw)
-
-
-# -- routing --------------------------------------------------------------------------------------
-def _registry(spec: ServeSpec) -> Any:
-    from ray_ml.registry import Registry
-
-    assert spec.registry_root is not None
-    return Registry(spec.registry_root)
-
-
-def resolve_routing(spec: ServeSpec, revision: int = 0) -> dict[str, Any]:
-    """The routing table for `spec` now: `{"revision", "stable", "canary"}`.
-
-    `stable`/`canary` are `{"version": str, "ref": version number or bundle path}`; the canary
-    (with `percent`) exists only when serving an alias with `canary_percent > 0` and the
-    registry's `candidate` points at another version than the stable one.
-
-    Raises:
-        RegistryError: The alias, version or model does not exist.
-    """
-    if spec.bundle is not None:
-        label = f"bundle:{spec.bundle.rstrip('/').rsplit('/', 1)[-1]}"
-        return {
-            "revision": revision,
-            "stable": {"version": label, "ref": spec.bundle},
-            "canary": None,
-        }
-    reg = _registry(spec)
-    ref = spec.version if spec.version is not None else spec.alias
-    assert ref is not None
-    stable = reg.get(spec.model, ref).version
-    canary = None
-    if spec.version is None and spec.canary_percent > 0:
-        aliases = reg.aliases(spec.model)
-        cand = aliases.get("candidate")
-        if cand is not None and cand != stable:
-            canary = {"version": str(cand), "ref": cand, "percent": spec.canary_percent}
-    return {
-        "revision": revision,
-        "stable": {"version": str(stable), "ref": stable},
-        "canary": canary,
-    }
-
-
-def _same_routes(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a["stable"] == b["stable"] and a["canary"] == b["canary"]
 
 
 # -- the shared state -----------------------------------------------------------------------------
@@ -142,16 +57,18 @@ def _same_routes(a: dict[str, Any], b: dict[str, Any]) -> bool:
 class ServeState:
     """Routing table, canary judge, drift window and metrics shared by every replica."""
 
-    async def __init__(self, spec: dict[str, Any], routing: dict[str, Any]) -> None:  # type: ignore[misc]
-        self.spec = ServeSpec.from_dict(spec)
+    async def __init__(  # type: ignore[misc]
+        self, spec: ServeSpec, routing: dict[str, Any], loader: ModelLoader
+    ) -> None:
+        self.spec = spec
         self.routing = routing
+        self._loader = loader
         self.metrics = ServeMetrics()
         self.decisions: list[dict[str, Any]] = []
         self.alerts: list[dict[str, Any]] = []
+        s = spec.config
         self.judge = CanaryJudge(
-            self.spec.canary_min_requests,
-            self.spec.canary_max_error_rate,
-            self.spec.canary_max_latency_ratio,
+            s.canary_min_requests, s.canary_max_error_rate, s.canary_max_latency_ratio
         )
         self._reference: dict[str, Any] = {}
         self._deciding = asyncio.Lock()
@@ -159,22 +76,21 @@ class ServeState:
         self._poller = asyncio.get_running_loop().create_task(self._poll_registry())
 
     def _new_drift_window(self) -> DriftWindow:
-        from ray_ml.serve._server import load_reference
-
-        self._reference = load_reference(self.spec, self.routing["stable"]["ref"])
-        return DriftWindow(self._reference, self.spec.drift_window, self.spec.drift_psi_threshold)
+        self._reference = self._loader.reference(self.spec, self.routing["stable"]["ref"])
+        s = self.spec.config
+        return DriftWindow(self._reference, s.drift_window, s.drift_psi_threshold)
 
     async def _poll_registry(self) -> None:
         if self.spec.bundle is not None:
             return
         while True:
-            await asyncio.sleep(self.spec.poll_s)
+            await asyncio.sleep(self.spec.config.poll_s)
             try:
                 now = await asyncio.to_thread(resolve_routing, self.spec)
             except Exception as exc:  # a registry hiccup must not stop serving
                 logger.warning("ray_ml serve: cannot read the registry (%s); keeping routes", exc)
                 continue
-            if not _same_routes(now, self.routing):
+            if not same_routes(now, self.routing):
                 self._set_routing(now, "registry aliases changed")
 
     def _set_routing(self, new: dict[str, Any], why: str) -> None:
@@ -222,7 +138,7 @@ class ServeState:
                     "ray_ml serve DRIFT ALERT: feature %r PSI %.3f > %.3f over the last %d rows",
                     feature,
                     report["psi"],
-                    self.spec.drift_psi_threshold,
+                    self.spec.config.drift_psi_threshold,
                     report["rows"],
                 )
         if self.routing["canary"] is not None and not self._deciding.locked():
@@ -234,7 +150,7 @@ class ServeState:
 
     def _apply(self, decision: Any) -> None:
         canary = self.routing["canary"]
-        reg = _registry(self.spec)
+        reg = self.spec.registry()
         reason = f"canary judge: {decision.reason}"
         if decision.action == "promote":
             reg.promote(
@@ -307,23 +223,6 @@ def _check_finite(result: dict[str, Any]) -> None:
         raise FloatingPointError("the model produced non-finite scores")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) as soon as it grows past `limit` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(
-                413,
-                "body_too_large",
-                f"the request body is larger than the limit of {limit} bytes; send fewer rows",
-                None,
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 # -- the ingress ----------------------------------------------------------------------------------
 app = FastAPI(title="ray_ml model server", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -334,34 +233,24 @@ async def _request_error(_: Request, exc: RequestError) -> JSONResponse:
     return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 
-@dataclass
-class _Slot:
-    """One loaded model version: its predictor, validator and drift reference."""
-
-    version: str
-    predictor: Any
-    validator: RequestValidator
-    reference: dict[str, Any]
-
-
 @serve.deployment
 @serve.ingress(app)
 class ModelServer:
     """HTTP ingress: auth, validation, canary split, batching, prediction, monitoring."""
 
-    async def __init__(self, spec: dict[str, Any], routing: dict[str, Any], state: Any) -> None:  # type: ignore[misc]
-        self.spec = ServeSpec.from_dict(spec)
+    async def __init__(  # type: ignore[misc]
+        self, spec: ServeSpec, routing: dict[str, Any], state: Any, loader: ModelLoader
+    ) -> None:
+        self.spec = spec
         self.state = state
-        self._digest = (
-            bytes.fromhex(self.spec.token_sha256) if self.spec.token_sha256 is not None else None
-        )
-        self._limits = RequestLimits(**self.spec.limits)
-        self._slots: dict[str, _Slot] = {}
+        self._loader = loader
+        self._digest = bytes.fromhex(spec.token_sha256) if spec.token_sha256 is not None else None
+        self._slots: dict[str, Slot] = {}
         self.routing = routing
         await self._load_routes(routing)
         batcher: Any = self._infer  # serve.batch's wrapper carries the setters
-        batcher.set_max_batch_size(self.spec.max_batch_size)
-        batcher.set_batch_wait_timeout_s(self.spec.batch_wait_timeout_s)
+        batcher.set_max_batch_size(spec.config.max_batch_size)
+        batcher.set_batch_wait_timeout_s(spec.config.batch_wait_timeout_s)
         self._delta = MetricsDelta()
         self._drift: dict[str, Any] = {}
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
@@ -369,12 +258,10 @@ class ModelServer:
     # -- routes -----------------------------------------------------------------------------------
     async def _load_routes(self, routing: dict[str, Any]) -> None:
         """Load every version `routing` names that is not loaded yet (off the event loop)."""
-        from ray_ml.serve._server import load_slot
-
         wanted = [routing["stable"], *([routing["canary"]] if routing["canary"] else [])]
         for route in wanted:
             if route["version"] not in self._slots:
-                slot = await asyncio.to_thread(load_slot, self.spec, route, self._limits)
+                slot = await asyncio.to_thread(self._loader.load, self.spec, route)
                 self._slots[route["version"]] = slot
         keep = {r["version"] for r in wanted}
         for version in list(self._slots):
@@ -382,7 +269,7 @@ class ModelServer:
                 del self._slots[version]
         self.routing = routing
 
-    def _pick(self) -> tuple[str, _Slot]:
+    def _pick(self) -> tuple[str, Slot]:
         routing = self.routing
         canary = routing["canary"]
         if canary is not None and random.random() * 100.0 < canary["percent"]:
@@ -419,7 +306,7 @@ class ModelServer:
 
     # -- model calls ------------------------------------------------------------------------------
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)  # set from the spec in __init__
-    async def _infer(self, items: list[tuple[_Slot, pa.Table]]) -> list[dict[str, Any] | Exception]:
+    async def _infer(self, items: list[tuple[Slot, pa.Table]]) -> list[dict[str, Any] | Exception]:
         """One model call per version over all batched requests; results split back per request."""
         out: list[dict[str, Any] | Exception] = [RuntimeError("not run")] * len(items)
         by_version: dict[str, list[int]] = {}
@@ -456,7 +343,7 @@ class ModelServer:
             slot.validator.check_headers(
                 request.headers.get("content-type"), request.headers.get("content-length")
             )
-            body = await _read_body(request, self._limits.max_body_bytes)
+            body = await slot.validator.read_body(request.stream())
             table = slot.validator.parse(body)
         except RequestError as exc:
             self._delta.record_request(slot.version, role, exc.status, time.perf_counter() - t0)

@@ -1,7 +1,8 @@
 """Building, deploying and running the serving app from a run config.
 
-- `build_app(cfg)`: the typed builder: `serve.*` config -> a Serve `Application` (state +
-  ingress deployments with replicas/autoscaling, CPUs/GPUs, batching and limits).
+- `build_app(cfg, loader=...)`: the typed builder: `serve.*` config -> a Serve `Application`
+  (state + ingress deployments with replicas/autoscaling, CPUs/GPUs, batching and limits), both
+  given the `ServeSpec` and the model loader (`BundleLoader` unless one is injected).
 - `deploy(cfg)`: start Serve's HTTP proxy on `serve.host:serve.port`, run the app, wait until it
   answers, return what is served and the URL.
 - `run_serve_job(cfg)`: `python -m jobs.serve` / `ray-ml serve`: embedded (or joined) Ray,
@@ -12,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import os
@@ -22,12 +22,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ray_ml.errors import ConfigError, RayMLError
-from ray_ml.serve._app import ServeSpec, _Slot, resolve_routing
-from ray_ml.serve._validate import RequestLimits, RequestValidator
+from ray_ml.serve._app import ModelServer, ServeState
+from ray_ml.serve._loader import BundleLoader, ModelLoader
+from ray_ml.serve._routing import resolve_routing, serve_spec
 
 if TYPE_CHECKING:
     from ray.serve import Application
@@ -38,8 +38,6 @@ __all__ = [
     "app_builder",
     "build_app",
     "deploy",
-    "load_reference",
-    "load_slot",
     "run_serve_job",
     "serve_config",
     "serve_token",
@@ -76,80 +74,26 @@ def serve_token(scfg: ServeConfig) -> str | None:
     return token.strip() if token else None
 
 
-def _spec(cfg: RunConfig, token: str | None) -> ServeSpec:
-    s = cfg.serve
-    bundle = str(Path(s.bundle).resolve()) if s.bundle is not None else None
-    return ServeSpec(
-        model=s.model or cfg.name,
-        registry_root=None if bundle else s.registry_root,
-        alias=None if (bundle or s.version) else s.alias,
-        version=None if bundle else s.version,
-        bundle=bundle,
-        token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None,
-        limits={
-            "max_rows": s.max_rows_per_request,
-            "max_body_bytes": s.max_body_bytes,
-            "max_json_depth": s.max_json_depth,
-        },
-        max_batch_size=s.max_batch_size,
-        batch_wait_timeout_s=s.batch_wait_timeout_s,
-        device="cuda" if s.num_gpus_per_replica > 0 else "cpu",
-        canary_percent=s.canary_percent,
-        canary_min_requests=s.canary_min_requests,
-        canary_max_error_rate=s.canary_max_error_rate,
-        canary_max_latency_ratio=s.canary_max_latency_ratio,
-        drift_window=s.drift_window,
-        drift_psi_threshold=s.drift_psi_threshold,
-        poll_s=s.poll_s,
-    )
-
-
-def _bundle_dir(spec: ServeSpec, ref: Any) -> str:
-    if spec.bundle is not None:
-        return str(ref)
-    from ray_ml.registry import Registry
-
-    assert spec.registry_root is not None
-    return Registry(spec.registry_root).bundle_path(spec.model, int(ref))
-
-
-def load_reference(spec: ServeSpec, ref: Any) -> dict[str, Any]:
-    """The stable bundle's reference statistics (the drift baseline)."""
-    from ray_ml.train import load_bundle
-
-    return dict(load_bundle(_bundle_dir(spec, ref)).reference_stats)
-
-
-def load_slot(spec: ServeSpec, route: dict[str, Any], limits: RequestLimits) -> _Slot:
-    """Load one routed version: its bundle (checksums verified), predictor and validator."""
-    from ray_ml.train import Predictor, load_bundle
-
-    bundle = load_bundle(_bundle_dir(spec, route["ref"]))
-    return _Slot(
-        version=route["version"],
-        predictor=Predictor(bundle, device=spec.device),
-        validator=RequestValidator(bundle.contract, limits),
-        reference=dict(bundle.reference_stats),
-    )
-
-
-def build_app(cfg: RunConfig, *, token: str | None = None) -> tuple[Application, dict[str, Any]]:
+def build_app(
+    cfg: RunConfig, *, token: str | None = None, loader: ModelLoader | None = None
+) -> tuple[Application, dict[str, Any]]:
     """The Serve application for `cfg.serve`, and the routing it starts with.
 
     Args:
         cfg: The run config.
         token: The bearer token; None reads it with `serve_token`.
+        loader: How the deployments load model versions (pickled to them); default
+            `BundleLoader()`, the registry's (or `serve.bundle`'s) bundles.
 
     Raises:
-        ConfigError: Bad token settings.
+        ConfigError: Bad token settings or request limits.
         RegistryError / BundleError: Nothing servable where the config points.
     """
-    from ray_ml.serve._app import ModelServer, ServeState
-
     s = cfg.serve
-    spec = _spec(cfg, token if token is not None else serve_token(s))
+    loader = loader if loader is not None else BundleLoader()
+    spec = serve_spec(cfg, token if token is not None else serve_token(s))
     routing = resolve_routing(spec)
-    load_slot(spec, routing["stable"], RequestLimits(**spec.limits))  # fail here, not in a replica
+    loader.load(spec, routing["stable"])  # fail here, not in a replica
     options: dict[str, Any] = {
         "ray_actor_options": {
             "num_cpus": s.num_cpus_per_replica,
@@ -169,8 +113,8 @@ def build_app(cfg: RunConfig, *, token: str | None = None) -> tuple[Application,
         options["num_replicas"] = s.num_replicas
     state_dep: Any = ServeState  # serve.deployment turns the classes into Deployments
     server_dep: Any = ModelServer
-    state = state_dep.bind(spec.to_dict(), routing)
-    return server_dep.options(**options).bind(spec.to_dict(), routing, state), routing
+    state = state_dep.bind(spec, routing, loader)
+    return server_dep.options(**options).bind(spec, routing, state, loader), routing
 
 
 def _url(cfg: RunConfig) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, NoReturn
@@ -28,7 +29,7 @@ from typing import Any, NoReturn
 import numpy as np
 import pyarrow as pa
 
-from ray_ml.data._contract import ColumnSpec, ColumnType, Contract
+from ray_ml.data import ColumnSpec, ColumnType, Contract
 from ray_ml.errors import ConfigError, RayMLError
 
 __all__ = ["RequestError", "RequestLimits", "RequestValidator"]
@@ -470,7 +471,8 @@ class RequestValidator:
     """Checks prediction requests against a data contract and returns typed Arrow tables.
 
     Use `check_headers` before reading the body (it rejects a wrong media type or a declared
-    length over the limit without reading anything), then `parse` on the body.
+    length over the limit without reading anything), `read_body` to read it (it stops at the
+    limit), then `parse` on the body.
 
     Args:
         contract: The model bundle's data contract; its feature columns (every column but the
@@ -481,7 +483,7 @@ class RequestValidator:
         >>> validator = RequestValidator(contract)
         >>> validator.check_headers(request.headers.get("content-type"),
         ...                         request.headers.get("content-length"))
-        >>> table = validator.parse(await request.body())
+        >>> table = validator.parse(await validator.read_body(request.stream()))
         >>> predictor.predict(table)
     """
 
@@ -492,7 +494,8 @@ class RequestValidator:
         self._columns = [_Column(spec, j) for j, spec in enumerate(features)]
         self._names = [c.name for c in self._columns]
         self._feature_keys = frozenset(self._names)
-        self._allowed_keys = self._feature_keys | {contract.label}
+        # An id column (`role: id`) may ride along with a row (it is echoed, never a feature).
+        self._allowed_keys = self._feature_keys | {contract.label} | {c.name for c in contract.id_columns}
         self._schema = pa.schema([pa.field(c.name, c.arrow_type) for c in self._columns])
 
     @property
@@ -549,6 +552,28 @@ class RequestValidator:
         if len(digits) > 19 or int(digits) > self.limits.max_body_bytes:
             raise self._body_too_large(f"declares {_clip(digits)} bytes")
 
+    async def read_body(self, chunks: AsyncIterable[bytes]) -> bytes:
+        """Read a streamed request body, refusing it as soon as it grows past the limit.
+
+        `check_headers` refuses a body that declares too many bytes; this refuses one sent
+        without a Content-Length (chunked) or with a false one, before it is held in memory.
+
+        Args:
+            chunks: The body's chunks as they arrive (e.g. Starlette's `request.stream()`).
+
+        Raises:
+            RequestError: 413 `body_too_large`.
+        """
+        limit = self.limits.max_body_bytes
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise self._body_too_large(f"has at least {size} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
     def _check_content_type(self, content_type: str | None) -> None:
         if content_type is None:
             raise RequestError(
@@ -580,6 +605,7 @@ class RequestValidator:
                     )
 
     def _body_too_large(self, what: str) -> RequestError:
+        """The one 413 for a body over `max_body_bytes`, whichever check finds it."""
         limit = self.limits.max_body_bytes
         return RequestError(
             413,

@@ -15,9 +15,7 @@ import pytest
 from PIL import Image
 
 from ray_ml.errors import RayMLError
-from ray_ml.report import build_report, load_experiment
-from ray_ml.report._build import billed_curve, pareto_front_2d
-from ray_ml.report._html import fmt, usd
+from ray_ml.report import billed_curve, build_report, fmt, load_experiment, pareto_front_2d, usd
 from tests._report_fixture import DRIFT_FEATURES, REASONS, TRIALS, XSS, make_experiment
 from tests.conftest import REPO
 

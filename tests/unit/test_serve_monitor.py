@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ray_ml.data import ColumnSpec, ColumnType, Contract, Task
-from ray_ml.serve._monitor import (
+from ray_ml.serve import (
     LATENCY_BUCKETS,
     CanaryAction,
     CanaryJudge,

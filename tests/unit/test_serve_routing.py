@@ -9,9 +9,8 @@ import pytest
 from ray_ml.config import load_config
 from ray_ml.errors import ConfigError, RegistryError
 from ray_ml.registry import Registry
-from ray_ml.serve import serve_token
-from ray_ml.serve._app import resolve_routing
-from ray_ml.serve._server import _spec
+from ray_ml.serve import resolve_routing, serve_token
+from ray_ml.serve import serve_spec as _spec
 from tests._bundles import make_bundle
 
 pytestmark = pytest.mark.unit

@@ -14,7 +14,7 @@ import pytest
 
 from ray_ml.data import ColumnSpec, ColumnType, Contract, Task, fit_preprocessor_table
 from ray_ml.errors import ConfigError
-from ray_ml.serve._validate import RequestError, RequestLimits, RequestValidator
+from ray_ml.serve import RequestError, RequestLimits, RequestValidator
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,7 @@ from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from ray_ml.config import RunConfig, TrackingConfig, TrackingKind, load_config
 from ray_ml.errors import BundleError, ConfigError, RayMLError
-from ray_ml.tracking import log_sweep, mlflow_callback, tracking_uri
+from ray_ml.tune._tracking import log_sweep, mlflow_callback, tracking_uri
 from tests._ray_head import free_port
 
 pytestmark = pytest.mark.unit

@@ -1,0 +1,208 @@
+"""The Serve app's classes tested directly, without Ray: the builder with an injected loader,
+the typed spec that replicas receive, and one request path through `ModelServer` and
+`ServeState` in one event loop (no HTTP, no replicas; tests/ray/test_serve_ray.py has those)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+
+from ray_ml.config import ServeConfig, load_config
+from ray_ml.data import ColumnSpec, ColumnType, Contract, Task
+from ray_ml.serve import (
+    BundleLoader,
+    RequestError,
+    RequestValidator,
+    ServeSpec,
+    Slot,
+    build_app,
+    serve_spec,
+)
+from ray_ml.serve._app import ModelServer, ServeState
+
+pytestmark = pytest.mark.unit
+
+TOKEN = "unit-token"
+CONTRACT = Contract(
+    name="toy",
+    task=Task.REGRESSION,
+    label="y",
+    columns=(ColumnSpec("x", ColumnType.FLOAT), ColumnSpec("y", ColumnType.FLOAT)),
+)
+REFERENCE = {
+    "x": {"kind": "numeric", "bin_edges": [0.0, 1.0, 2.0], "bin_fractions": [0.5, 0.5], "count": 9}
+}
+
+
+class _Doubler:
+    def predict(self, table: Any) -> dict[str, Any]:
+        return {"predictions": [2 * x for x in table.column("x").to_pylist()], "scores": None}
+
+
+class FakeLoader:
+    """A model loader serving `_Doubler` under the toy contract; counts its loads."""
+
+    def __init__(self) -> None:
+        self.loaded: list[str] = []
+
+    def load(self, spec: ServeSpec, route: Mapping[str, Any]) -> Slot:
+        self.loaded.append(route["version"])
+        validator = RequestValidator(CONTRACT, spec.limits)
+        return Slot(route["version"], _Doubler(), validator, REFERENCE)
+
+    def reference(self, spec: ServeSpec, ref: Any) -> dict[str, Any]:
+        return REFERENCE
+
+
+def _cfg(*overrides: str) -> Any:
+    return load_config("serve", ["serve.bundle=/tmp/models/toy", *overrides])
+
+
+def test_replicas_get_the_typed_config_plus_derived_fields() -> None:
+    spec = serve_spec(_cfg("serve.max_body_bytes=2048", "serve.num_gpus_per_replica=1"), TOKEN)
+    assert isinstance(spec.config, ServeConfig)
+    assert spec.config.max_body_bytes == spec.limits.max_body_bytes == 2048
+    assert (spec.bundle, spec.registry_root, spec.alias, spec.version) == (
+        "/tmp/models/toy",
+        None,
+        None,
+        None,
+    )
+    assert spec.device == "cuda"
+    assert TOKEN not in repr(spec.to_dict())
+    # Dataclasses pickle: this is how the spec and the loader reach the replicas.
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    assert pickle.loads(pickle.dumps(BundleLoader())) == BundleLoader()
+    pinned = serve_spec(load_config("serve", ["name=m", "serve.version=3"]), None)
+    assert (pinned.model, pinned.version, pinned.alias, pinned.token_sha256) == (
+        "m",
+        "3",
+        None,
+        None,
+    )
+
+
+def test_build_app_loads_the_stable_version_with_the_injected_loader() -> None:
+    loader = FakeLoader()
+    app, routing = build_app(_cfg(), token=TOKEN, loader=loader)
+    assert routing["stable"] == {"version": "bundle:toy", "ref": "/tmp/models/toy"}
+    assert routing["canary"] is None
+    assert loader.loaded == ["bundle:toy"]  # once in the driver: a bad bundle fails here
+    assert type(app).__name__ == "Application"
+
+
+def _request(body: bytes, token: str | None = TOKEN, *, chunked: bool = False) -> Request:
+    headers = [(b"content-type", b"application/json")]
+    if token is not None:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    if not chunked:
+        headers.append((b"content-length", str(len(body)).encode()))
+    step = 100
+    messages = [
+        {"type": "http.request", "body": body[i : i + step], "more_body": i + step < len(body)}
+        for i in range(0, max(len(body), 1), step)
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/predict", "headers": headers}
+    return Request({**scope, "query_string": b""}, receive)
+
+
+class _Remote:
+    def __init__(self, method: Any) -> None:
+        self._method = method
+
+    async def remote(self, *args: Any) -> Any:
+        return await self._method(*args)
+
+
+class _StateHandle:
+    """What `ModelServer` calls on its state deployment, bound to an in-process ServeState."""
+
+    def __init__(self, state: Any) -> None:
+        for name in ("flush", "models", "drift_report", "metrics_text"):
+            setattr(self, name, _Remote(getattr(state, name)))
+
+
+def _plain(deployment: Any) -> Any:
+    """The class a Serve deployment wraps (`serve.ingress` subclasses it under the same name)."""
+    return [c for c in deployment.func_or_class.__mro__ if c.__module__ == "ray_ml.serve._app"][-1]
+
+
+def test_one_request_path_through_both_classes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray.serve.batching
+
+    # serve.batch asks the replica context for max_ongoing_requests, only to log a warning.
+    monkeypatch.setattr(
+        ray.serve.batching._BatchQueue,
+        "_warn_if_max_batch_size_exceeds_max_ongoing_requests",
+        lambda self: None,
+        raising=False,
+    )
+    loader = FakeLoader()
+    cfg = _cfg("serve.max_body_bytes=2048")
+    spec = serve_spec(cfg, TOKEN)
+    _, routing = build_app(cfg, token=TOKEN, loader=loader)
+
+    async def scenario() -> dict[str, Any]:
+        state_cls, server_cls = _plain(ServeState), _plain(ModelServer)
+        state = state_cls.__new__(state_cls)
+        await state_cls.__init__(state, spec, routing, loader)
+        server = server_cls.__new__(server_cls)
+        await server_cls.__init__(server, spec, routing, _StateHandle(state), loader)
+        out: dict[str, Any] = {}
+        try:
+            ok = await server.predict(
+                _request(json.dumps({"rows": [{"x": 0.5}, {"x": 1.5}]}).encode())
+            )
+            out["ok"] = (ok.status_code, json.loads(ok.body))
+            big = json.dumps({"rows": [{"x": 0.5}], "pad": "x" * 3000}).encode()
+            out["413"] = []
+            for chunked in (False, True):  # declared too long, and streamed past the limit
+                with pytest.raises(RequestError) as info:
+                    await server.predict(_request(big, chunked=chunked))
+                out["413"].append(info.value)
+            with pytest.raises(RequestError) as info:
+                await server.predict(_request(b"{}", token="wrong"))
+            out["403"] = info.value
+            out["health"] = await server.healthz()
+            await asyncio.sleep(0.8)  # one replica -> state flush (FLUSH_S = 0.5)
+            out["models"] = await state.models()
+            out["drift"] = await state.drift_report()
+            out["metrics"] = (await state.metrics_text()).decode()
+        finally:
+            server._flusher.cancel()
+            state._poller.cancel()
+        return out
+
+    out = asyncio.run(scenario())
+    assert out["ok"] == (
+        200,
+        {"predictions": [1.0, 3.0], "scores": None, "model_version": "bundle:toy"},
+    )
+    declared, streamed = out["413"]
+    assert (
+        (declared.status, declared.code)
+        == (streamed.status, streamed.code)
+        == (413, "body_too_large")
+    )
+    for err in (declared, streamed):  # one message, whichever check caught it
+        assert "over the limit of 2048 bytes. Split the rows over several requests" in err.message
+    assert (out["403"].status, out["403"].code) == (403, "forbidden")
+    assert out["health"] == {"status": "ok", "model_version": "bundle:toy"}
+    requests = out["models"]["requests"]["versions"]["bundle:toy"]
+    assert requests["codes"] == {"200": 1, "413": 2}  # the 403 is refused before any model
+    assert out["drift"]["window_rows"] == 2 and out["drift"]["reference_version"] == "bundle:toy"
+    assert (
+        'ray_ml_serve_requests_total{code="200",role="stable",version="bundle:toy"} 1.0'
+        in out["metrics"]
+    )
+    assert loader.loaded == ["bundle:toy", "bundle:toy"]  # the builder's check, then the replica
