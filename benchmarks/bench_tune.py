@@ -9,8 +9,16 @@ cost-aware searcher+ASHA, each over the given seeds, on real Ray Train trials (b
 Reported per method and seed: best validation loss at the budget, dollars spent, trials, pruned,
 and whether the target loss was reached.
 
+`trials`: a sweep of real one-worker trials through `run_sweep` (each trains in its own
+trial process) against the same training (same MLP, data, epochs, batch size, optimizer, one
+CPU per trial, two at a time) as a plain Ray Tune function trainable, in one run. Both are
+metered the same way: held seconds from Tune's trial start to its end x the catalog's price.
+Reported: median per-trial fixed overhead (held seconds minus the trial's own epoch seconds)
+and the ratio of total billed dollars (targets: <= 2 s; <= 1.2x).
+
     python -m benchmarks.bench_tune overhead --trials 200 --concurrency 2
     python -m benchmarks.bench_tune compare --seeds 0 1 2 --budget 0.002
+    python -m benchmarks.bench_tune trials --trials 16 --epochs 6
 Results go to benchmarks/results/bench_tune_<part>.json (and bench_tune_compare.png).
 """
 
@@ -138,6 +146,189 @@ def compare(
     }
 
 
+def _plain_trial(config: dict[str, Any], *, data: dict[str, Any], epochs: int, batch: int) -> None:
+    """The baseline: the same MLP and optimizer as a plain Tune function trainable."""
+    import numpy as np
+    import torch
+    from ray import tune
+
+    from ray_ml.train import build_mlp, loss_fn
+
+    torch.manual_seed(config["seed"])
+    x, y, xv, yv = (torch.from_numpy(data[k]) for k in ("x", "y", "xv", "yv"))
+    model = build_mlp(**data["model_kwargs"])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    loss = loss_fn("binary", None)
+    rng = np.random.default_rng(config["seed"])
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        for idx in np.array_split(rng.permutation(len(y)), max(1, len(y) // batch)):
+            opt.zero_grad(set_to_none=True)
+            out = loss(model(x[idx]), y[idx])
+            out.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            val = float(loss(model(xv), yv))
+        tune.report({"epoch": epoch, "val_loss": val, "epoch_s": time.perf_counter() - t0})
+
+
+def _held_callback() -> Any:
+    from ray import tune
+
+    class Held(tune.Callback):
+        """Held seconds per trial, from Tune's start to its end (what ray_ml's meter bills)."""
+
+        def __init__(self) -> None:
+            self.start: dict[str, float] = {}
+            self.held: dict[str, float] = {}
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.start[trial.trial_id] = time.time()
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.held[trial.trial_id] = time.time() - self.start[trial.trial_id]
+
+    return Held()
+
+
+def _epoch_seconds(exp_dir: Path) -> dict[str, float]:
+    """Trial id -> the sum of its reported `epoch_s` (Tune's own result files)."""
+    out: dict[str, float] = {}
+    for path in exp_dir.glob("*/result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if rows:
+            out[rows[0]["trial_id"]] = sum(float(r.get("epoch_s", 0.0)) for r in rows)
+    return out
+
+
+def trials(n: int, epochs: int) -> dict[str, Any]:
+    """`run_sweep` on one-worker trials vs a plain Tune function trainable; see the docstring."""
+    import statistics
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from ray import tune
+
+    from ray_ml.cluster import start_ray
+    from ray_ml.config import load_config
+    from ray_ml.cost import PriceCatalog
+    from ray_ml.data import prepare_data
+    from ray_ml.train import output_size
+    from ray_ml.tune import SearchSpace
+    from ray_ml.tune._sweep import run_sweep
+
+    storage = Path(tempfile.mkdtemp(prefix="bench_tune_trials_"))
+    batch = 64
+    cfg = load_config(
+        "tune",
+        [
+            "experiment=demo",
+            f"storage_path={storage}",
+            "name=bench-trials",
+            "cost=aws_illustrative",
+            "scaling.num_workers=1",
+            f"train.epochs={epochs}",
+            f"tune.max_t={epochs}",
+            f"train.batch_size={batch}",
+            "train.lr=0.001",
+            "train.weight_decay=0.0001",
+            "train.lr_schedule=none",
+            "train.early_stopping_patience=0",
+            "model.hidden_sizes=[64]",
+            "tune.scheduler=fifo",
+            "tune.num_samples=1",
+            "tune.max_concurrent_trials=2",
+        ],
+    )
+    start_ray(cfg.cluster, num_cpus=2, include_dashboard=True)
+    rate = PriceCatalog.from_config(cfg.cost).price_of({"CPU": 1.0})
+    prepared = prepare_data(cfg.data, cfg.seed, storage / "data")
+    # The same configs for both: the seed is the only tuned key.
+    space = SearchSpace.from_dict({"params": {"seed": {"grid": list(range(n))}}}, base=cfg)
+
+    t0 = time.perf_counter()
+    summary = run_sweep(cfg, prepared=prepared, space=space)
+    ours_wall = time.perf_counter() - t0
+    board = pq.read_table(summary["leaderboard"]).to_pylist()
+    ours_epochs = _epoch_seconds(storage / "tune" / "bench-trials-sweep")
+    ours_overhead = [r["wall_s"] - ours_epochs.get(r["trial_id"], 0.0) for r in board]
+
+    def arrays(ds: Any) -> tuple[np.ndarray, np.ndarray]:
+        table = pa.concat_tables(list(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
+        return prepared.preprocessor.transform(table), prepared.preprocessor.labels(table)
+
+    x, y = arrays(prepared.splits.train)
+    xv, yv = arrays(prepared.splits.validation)
+    data = {
+        "x": x,
+        "y": y,
+        "xv": xv,
+        "yv": yv,
+        "model_kwargs": {
+            "num_features": prepared.preprocessor.num_features,
+            "num_outputs": output_size("binary", 2),
+            "hidden_sizes": [64],
+            "dropout": float(cfg.model.dropout),
+            "norm": str(cfg.model.norm),
+            "activation": str(cfg.model.activation),
+        },
+    }
+    held = _held_callback()
+    t0 = time.perf_counter()
+    tune.Tuner(
+        tune.with_resources(
+            tune.with_parameters(_plain_trial, data=data, epochs=epochs, batch=batch), {"cpu": 1}
+        ),
+        param_space={"seed": tune.grid_search(list(range(n)))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
+        run_config=tune.RunConfig(
+            storage_path=str(storage / "plain"), name="plain", verbose=0, callbacks=[held]
+        ),
+    ).fit()
+    plain_wall = time.perf_counter() - t0
+    plain_epochs = _epoch_seconds(storage / "plain" / "plain")
+    plain_overhead = [h - plain_epochs.get(t, 0.0) for t, h in held.held.items()]
+    plain_usd = sum(held.held.values()) * rate / 3600
+    ours = {
+        "trials": len(board),
+        "statuses": summary["status_counts"],
+        "cost_usd": summary["cost_usd"],
+        "median_fixed_overhead_s": statistics.median(ours_overhead),
+        "median_held_s": statistics.median(r["wall_s"] for r in board),
+        "median_epoch_total_s": statistics.median(ours_epochs.values()),
+        "sweep_wall_s": ours_wall,
+        "best_val_loss": summary["best"]["val_loss"] if summary["best"] else None,
+    }
+    plain = {
+        "trials": len(held.held),
+        "cost_usd": plain_usd,
+        "median_fixed_overhead_s": statistics.median(plain_overhead),
+        "median_held_s": statistics.median(held.held.values()),
+        "median_epoch_total_s": statistics.median(plain_epochs.values()),
+        "sweep_wall_s": plain_wall,
+    }
+    ratio = ours["cost_usd"] / plain_usd
+    return {
+        "trials_per_sweep": n,
+        "epochs": epochs,
+        "usd_per_cpu_hour": rate,
+        "ray_ml": ours,
+        "plain_tune": plain,
+        "dollars_ratio": ratio,
+        "targets": {
+            "median_fixed_overhead_s": {
+                "value": ours["median_fixed_overhead_s"],
+                "target": "<= 2.0",
+                "met": ours["median_fixed_overhead_s"] <= 2.0,
+            },
+            "dollars_ratio": {"value": ratio, "target": "<= 1.2", "met": ratio <= 1.2},
+        },
+    }
+
+
 def _spend_curve(exp_dir: Path, metric: str = "val_loss") -> list[tuple[float, float]]:
     """(sweep dollars so far, best metric so far) after every report of every trial, in time order.
 
@@ -224,6 +415,9 @@ def main() -> None:
     o.add_argument(
         "--no-reuse-actors", dest="reuse_actors", action="store_false", help="a new actor per trial"
     )
+    tr = sub.add_parser("trials")
+    tr.add_argument("--trials", type=int, default=16)
+    tr.add_argument("--epochs", type=int, default=6)
     c = sub.add_parser("compare")
     c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     c.add_argument("--budget", type=float, default=0.002)
@@ -232,11 +426,12 @@ def main() -> None:
     c.add_argument("--target", type=float, default=0.12)
     args = ap.parse_args()
     os.environ.setdefault("RAY_ML_PROGRESS", "0")
-    result = (
-        overhead(args.trials, args.concurrency, args.reuse_actors)
-        if args.part == "overhead"
-        else compare(args.seeds, args.budget, args.samples, args.epochs, args.target)
-    )
+    if args.part == "overhead":
+        result = overhead(args.trials, args.concurrency, args.reuse_actors)
+    elif args.part == "trials":
+        result = trials(args.trials, args.epochs)
+    else:
+        result = compare(args.seeds, args.budget, args.samples, args.epochs, args.target)
     result.update(
         {
             "benchmark": f"bench_tune {args.part}",
@@ -252,7 +447,8 @@ def main() -> None:
         plot(result, RESULTS / "bench_tune_compare.png")
     print(
         json.dumps(
-            {k: v for k, v in result.items() if k in ("ratio", "wall_s", "summary")}, default=str
+            {k: v for k, v in result.items() if k in ("ratio", "wall_s", "summary", "targets")},
+            default=str,
         )
     )
 

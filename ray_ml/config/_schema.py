@@ -628,8 +628,11 @@ class TuneConfig(_Validated):
         winner_rule: How the winning trial is chosen.
         winner_eps: For `cheapest_within_eps`: absolute tolerance in `metric` units from the
             best trial.
-        latency_bound_ms: For `best_under_latency`: the p95 latency bound per request.
-        reuse_actors: Reuse trial actors between trials (faster start, shared process state).
+        latency_bound_ms: For `best_under_latency`: the bound on a trial's inference latency,
+            in ms per 1,000 rows (measured on validation rows after training).
+        reuse_actors: Reuse trial actors between trials (faster start, shared process state);
+            null: on for trials that train in their own process (one worker), off for trials
+            that host a Ray Train run.
         resume: Resume an interrupted sweep of the same `name` instead of starting afresh.
     """
 
@@ -652,7 +655,7 @@ class TuneConfig(_Validated):
     winner_rule: WinnerRule = WinnerRule.best
     winner_eps: float = 0.01
     latency_bound_ms: float | None = None
-    reuse_actors: bool = False
+    reuse_actors: bool | None = None
     # Off by default: silently continuing an old sweep after its search space changed mixes
     # two experiments in one result table.
     resume: bool = False
@@ -947,6 +950,9 @@ class ClusterConfig(_Validated):
         include_dashboard: Start the Ray dashboard with the embedded Ray.
         dashboard_port: Dashboard port; null uses Ray's default (8265).
         temp_dir: Ray's session folder; null uses Ray's default (/tmp/ray).
+        autoscaling_config: The cluster's autoscaler YAML (what `ray up` reads), from which a
+            sweep sizes its concurrency to what the cluster can scale to; null reads
+            `~/ray_bootstrap_config.yaml` where it exists (the head of a `ray up` cluster).
     """
 
     _group = "cluster"
@@ -958,10 +964,13 @@ class ClusterConfig(_Validated):
     include_dashboard: bool = False
     dashboard_port: int | None = None
     temp_dir: str | None = None
+    autoscaling_config: str | None = None
 
     def __post_init__(self) -> None:
         if self.address is not None:
             self._non_empty("address")
+        if self.autoscaling_config is not None:
+            self._non_empty("autoscaling_config")
         self._optional_at_least("num_cpus", 1)
         self._at_least("num_gpus", 0)
         # Ray refuses object stores below 75 MiB; 100 leaves room for a few batches.

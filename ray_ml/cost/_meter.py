@@ -148,7 +148,8 @@ class _Trial:
     held_closed_s: float = 0.0  # held seconds of intervals already closed by pause/finish
     held_since: float | None = None  # start of the open interval; None when not holding
     held_at_checkpoint_s: float = 0.0
-    cpu_seconds: float | None = None
+    cpu_seconds: float | None = None  # closed segments plus the current one
+    cpu_closed_s: float = 0.0  # CPU seconds of processes that ended (before a restart/resume)
     lost_s: float = 0.0
     restarts: int = 0
 
@@ -261,8 +262,9 @@ class CostMeter:
         Args:
             trial_id: The trial.
             t: Time now; None asks the clock.
-            cpu_seconds: CPU time used inside the trial so far, summed over its workers
-                (cumulative: the latest value replaces the previous one).
+            cpu_seconds: CPU time used inside the trial's current processes so far, summed over
+                its workers (cumulative since the trial last started, restarted or resumed: the
+                latest value replaces the previous one; earlier processes' time is kept).
             checkpoint: The trial saved a checkpoint now; work before it is no longer at risk.
 
         Returns:
@@ -271,7 +273,7 @@ class CostMeter:
         trial = self._trial(trial_id)
         now = self._advance(trial, t)
         if cpu_seconds is not None:
-            trial.cpu_seconds = _check_seconds("cpu_seconds", cpu_seconds)
+            trial.cpu_seconds = trial.cpu_closed_s + _check_seconds("cpu_seconds", cpu_seconds)
         if checkpoint:
             trial.held_at_checkpoint_s = trial.held_s(now)
         return self._cost(trial, now)
@@ -291,6 +293,7 @@ class CostMeter:
         now = self._advance(trial, t)
         trial.held_since = now
         trial.status = TrialStatus.running
+        trial.cpu_closed_s = trial.cpu_seconds or 0.0  # a new process counts from zero
 
     def restart(
         self, trial_id: str, lost_seconds: float | None = None, t: float | None = None
@@ -317,6 +320,7 @@ class CostMeter:
         trial.lost_s += max(0.0, lost)
         trial.restarts += 1
         trial.held_at_checkpoint_s = held
+        trial.cpu_closed_s = trial.cpu_seconds or 0.0  # the restored process counts from zero
         if trial.status in _FINAL:
             trial.status = TrialStatus.running
             trial.ended_at = None
@@ -354,7 +358,7 @@ class CostMeter:
         self._require_status(trial, {TrialStatus.running, TrialStatus.paused}, "finish")
         now = self._advance(trial, t)
         if cpu_seconds is not None:
-            trial.cpu_seconds = _check_seconds("cpu_seconds", cpu_seconds)
+            trial.cpu_seconds = trial.cpu_closed_s + _check_seconds("cpu_seconds", cpu_seconds)
         self._close_interval(trial, now)
         trial.status = final
         trial.ended_at = now
@@ -434,6 +438,51 @@ class CostMeter:
     def to_records(self, now: float | None = None) -> list[dict[str, Any]]:
         """One plain dict per trial (`TrialCost.to_dict`), in start order, for a leaderboard."""
         return [c.to_dict() for c in self.costs(now)]
+
+    # ------------------------------------------------------------------------- persistence
+    def snapshot(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Every trial's state as plain JSON-ready data, open intervals closed at `now`.
+
+        `CostMeter.restore` reads it back: a sweep whose driver died continues the same books.
+        """
+        at = self._reading_time(now)
+        out = []
+        for trial in self._trials.values():
+            data = asdict(trial)
+            data["status"] = trial.status.value
+            data["held_closed_s"] = trial.held_s(at)
+            data["held_since"] = None
+            out.append(data)
+        return out
+
+    @classmethod
+    def restore(
+        cls,
+        catalog: PriceCatalog,
+        snapshot: list[dict[str, Any]],
+        pricing: str | Pricing | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> CostMeter:
+        """A meter holding the trials of a `snapshot`, for the driver of a resumed sweep.
+
+        Trials that were holding resources when the snapshot was taken (their driver died) are
+        `paused` at their held time then: nothing is charged while no driver watches them, and
+        the resumed sweep `restart`s them (the work since their last checkpoint is waste) or
+        `resume`s them when Tune starts them again.
+        """
+        meter = cls(catalog, pricing, clock=clock)
+        now = meter._reading_time(None)
+        for data in snapshot:
+            fields = {f: data[f] for f in _Trial.__dataclass_fields__ if f in data}
+            trial = _Trial(**fields)
+            trial.status = TrialStatus(data["status"])
+            if trial.status is TrialStatus.running:
+                trial.status = TrialStatus.paused
+            trial.held_since = None
+            trial.last_t = min(trial.last_t, now)  # clocks of two processes: never backwards
+            meter._trials[trial.trial_id] = trial
+        return meter
 
     # ------------------------------------------------------------------------------ internals
     def _trial(self, trial_id: str) -> _Trial:

@@ -1,9 +1,23 @@
 """Data layer: sources, contracts and validation, splits, preprocessing, fingerprints."""
 
-from ray_ml.data._checks import REASON_COLUMN, check_table, row_hashes
-from ray_ml.data._contract import ColumnSpec, ColumnType, Contract, Task, infer_contract
+from ray_ml.data._checks import REASON_COLUMN, WARNINGS_COLUMN, check_table, row_hashes
+from ray_ml.data._contract import (
+    ColumnRole,
+    ColumnSpec,
+    ColumnType,
+    Contract,
+    Expectation,
+    Task,
+    infer_contract,
+)
 from ray_ml.data._fingerprint import fingerprint
-from ray_ml.data._prepare import PreparedData, prepare_data, resolve_contract, run_data_job
+from ray_ml.data._prepare import (
+    PreparedData,
+    prepare_data,
+    preprocessing_kwargs,
+    resolve_contract,
+    run_data_job,
+)
 from ray_ml.data._preprocess import Preprocessor, fit_preprocessor, fit_preprocessor_table
 from ray_ml.data._sources import (
     SyntheticSpec,
@@ -17,10 +31,13 @@ from ray_ml.data._validate import CheckedData, ValidationReport, check_sources
 
 __all__ = [
     "REASON_COLUMN",
+    "WARNINGS_COLUMN",
     "CheckedData",
+    "ColumnRole",
     "ColumnSpec",
     "ColumnType",
     "Contract",
+    "Expectation",
     "PreparedData",
     "Preprocessor",
     "Splits",
@@ -34,6 +51,7 @@ __all__ = [
     "fit_preprocessor_table",
     "infer_contract",
     "prepare_data",
+    "preprocessing_kwargs",
     "read_sample",
     "read_source",
     "resolve_contract",

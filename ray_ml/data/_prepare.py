@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PreparedData",
     "prepare_data",
+    "preprocessing_kwargs",
     "resolve_contract",
     "run_data_job",
     "write_data_artifacts",
@@ -88,12 +89,7 @@ def prepare_data(cfg: DataConfig, seed: int, run_dir: str | Path) -> PreparedDat
         stratify=cfg.stratify,
         kfold=cfg.kfold,
     )
-    prep_cfg = {
-        "impute": _value(cfg.impute),
-        "scale": _value(cfg.scale),
-        "encode": _value(cfg.encode),
-        "max_categories": cfg.max_categories,
-    }
+    prep_cfg = preprocessing_kwargs(cfg)
     preprocessor = fit_preprocessor(splits.train, contract, **prep_cfg)  # train split only
     split_cfg = {
         "val": cfg.val_fraction,
@@ -104,6 +100,16 @@ def prepare_data(cfg: DataConfig, seed: int, run_dir: str | Path) -> PreparedDat
     }
     fp = fingerprint(checked.report.digest, contract, {**prep_cfg, "split": split_cfg})
     return PreparedData(contract, checked.report, splits, preprocessor, fp)
+
+
+def preprocessing_kwargs(cfg: DataConfig) -> dict[str, Any]:
+    """The `fit_preprocessor` settings of a `data` config group (also refits per k-fold fold)."""
+    return {
+        "impute": _value(cfg.impute),
+        "scale": _value(cfg.scale),
+        "encode": _value(cfg.encode),
+        "max_categories": cfg.max_categories,
+    }
 
 
 def _value(x: Any) -> Any:

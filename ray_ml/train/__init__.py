@@ -18,26 +18,51 @@ from ray_ml.train._models import (
     predict_scores,
 )
 from ray_ml.train._predictor import Predictor
-from ray_ml.train._run import TrainingFailed, evaluate, run_train_job, run_training
+from ray_ml.train._run import (
+    FitInputs,
+    TrainingFailed,
+    class_counts,
+    evaluate,
+    fit_inputs,
+    fit_trainer,
+    loop_spec,
+    run_loop,
+    run_train_job,
+    run_training,
+    scaling_resources,
+    train_parts,
+)
+from ray_ml.train._session import LoopSession, TrainSession, TrialSession
 
 __all__ = [
     "BUNDLE_FORMAT_VERSION",
     "MODEL_KINDS",
     "Bundle",
+    "FitInputs",
+    "LoopSession",
     "MetricAccumulator",
     "Predictor",
+    "TrainSession",
     "TrainingFailed",
+    "TrialSession",
     "bin_fractions",
     "build_mlp",
+    "class_counts",
     "class_weights_balanced",
     "compute_metrics",
     "evaluate",
+    "fit_inputs",
+    "fit_trainer",
     "load_bundle",
+    "loop_spec",
     "loss_fn",
     "output_size",
     "predict_scores",
     "reference_stats",
+    "run_loop",
     "run_train_job",
     "run_training",
+    "scaling_resources",
+    "train_parts",
     "write_bundle",
 ]

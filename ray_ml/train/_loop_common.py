@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,12 @@ import pyarrow as pa
 from ray_ml.data import Preprocessor
 from ray_ml.data._checks import ROW_HASH_COLUMN
 
-__all__ = ["LoopSpec", "maybe_chaos_kill", "validation_part"]
+__all__ = ["LATENCY_ROWS", "LoopSpec", "latency_ms_per_1k", "maybe_chaos_kill", "validation_part"]
+
+# Inference latency is measured on a fixed batch of this many validation rows, after training
+# (each checkpointed report), and reported as `latency_ms`: milliseconds per 1,000 rows.
+LATENCY_ROWS = 1000
+_LATENCY_REPEATS = 5
 
 
 @dataclass
@@ -50,6 +57,20 @@ class LoopSpec:
         return Preprocessor.from_dict(self.preprocessor)
 
 
+def latency_ms_per_1k(predict: Callable[[], Any]) -> float:
+    """Median wall ms of `predict()` over a few repeats, after one warm-up call.
+
+    `predict` runs the model on `LATENCY_ROWS` rows, so the figure is ms per 1,000 rows.
+    """
+    predict()
+    times = []
+    for _ in range(_LATENCY_REPEATS):
+        t0 = time.perf_counter()
+        predict()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return float(statistics.median(times))
+
+
 def validation_part(table: pa.Table, rank: int, world: int) -> pa.Table:
     """This worker's share of the validation set: rows whose content hash is rank mod world.
 
@@ -63,7 +84,7 @@ def validation_part(table: pa.Table, rank: int, world: int) -> pa.Table:
     return table.filter(pa.array((h % np.uint64(world)) == rank))
 
 
-def maybe_chaos_kill(spec: LoopSpec, epoch: int, rank: int) -> None:
+def maybe_chaos_kill(spec: LoopSpec, epoch: int, rank: int, settle_s: float | None = None) -> None:
     """Fault injection for recovery tests: SIGKILL this worker once, after `epoch`'s checkpoint.
 
     Enabled by `train.chaos_kill_at_epoch`; a marker file makes it fire once per run, so the
@@ -80,6 +101,9 @@ def maybe_chaos_kill(spec: LoopSpec, epoch: int, rank: int) -> None:
     # Ray Train's controller collects reports on its health-check poll (2 s by default); wait a
     # few polls so the drill kills after this epoch's checkpoint is committed, as in a real
     # mid-epoch crash, instead of racing the report.
-    interval = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2.0"))
-    time.sleep(3 * interval)
+    # A Tune trial training in its own process has handed its report to Tune already
+    # (`settle_s` small).
+    if settle_s is None:
+        settle_s = 3 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2.0"))
+    time.sleep(settle_s)
     os.kill(os.getpid(), signal.SIGKILL)

@@ -18,6 +18,7 @@ import math
 import shutil
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,13 @@ import numpy as np
 import pyarrow as pa
 
 from ray_ml.config import run_config_to_dict
-from ray_ml.data import PreparedData, prepare_data
+from ray_ml.data import (
+    PreparedData,
+    Preprocessor,
+    fit_preprocessor,
+    prepare_data,
+    preprocessing_kwargs,
+)
 from ray_ml.data._blocks import map_blocks
 from ray_ml.data._checks import ROW_HASH_COLUMN
 from ray_ml.errors import RayMLError
@@ -34,13 +41,27 @@ from ray_ml.train._loop_common import LoopSpec
 from ray_ml.train._metrics import compute_metrics
 from ray_ml.train._models import class_weights_balanced
 from ray_ml.train._predictor import Predictor
+from ray_ml.train._session import LoopSession
 
 if TYPE_CHECKING:
     import ray.data
 
     from ray_ml.config import RunConfig
 
-__all__ = ["TrainingFailed", "evaluate", "run_train_job", "run_training"]
+__all__ = [
+    "FitInputs",
+    "TrainingFailed",
+    "class_counts",
+    "evaluate",
+    "fit_inputs",
+    "fit_trainer",
+    "loop_spec",
+    "run_loop",
+    "run_train_job",
+    "run_training",
+    "scaling_resources",
+    "train_parts",
+]
 
 
 class TrainingFailed(RayMLError):
@@ -78,7 +99,7 @@ def _per_worker_resources(cfg: RunConfig) -> dict[str, float]:
     return per_worker
 
 
-def _scaling_resources(cfg: RunConfig) -> dict[str, float]:
+def scaling_resources(cfg: RunConfig) -> dict[str, float]:
     """Everything a run holds: all its Train workers (what the cost meter prices)."""
     return {k: v * cfg.scaling.num_workers for k, v in _per_worker_resources(cfg).items()}
 
@@ -153,22 +174,50 @@ def evaluate(bundle_dir: str | Path, ds: ray.data.Dataset, label: str) -> dict[s
     )
 
 
-def _fit(
+@dataclass(frozen=True)
+class FitInputs:
+    """What one training run trains on: the loop's spec and its two datasets."""
+
+    spec: LoopSpec
+    train: ray.data.Dataset
+    validation: ray.data.Dataset
+
+
+def class_counts(prepared: PreparedData, parts: list[int]) -> list[int]:
+    """Rows per class in the split parts `parts` (empty for regression)."""
+    if not prepared.contract.classes:
+        return []
+    return [int(c) for c in prepared.splits.plan.counts[:, parts].sum(axis=1)]
+
+
+def train_parts(prepared: PreparedData) -> list[int]:
+    """The split parts `splits.train` holds: part 0, or folds 1..k-1 with k-fold."""
+    folds = len(prepared.splits.folds)
+    return list(range(1, folds)) if folds else [0]
+
+
+def fit_inputs(
     cfg: RunConfig,
     prepared: PreparedData,
     train: ray.data.Dataset,
     validation: ray.data.Dataset,
-    run_name: str,
-    callbacks: list[Any] | None = None,
-) -> tuple[Any, LoopSpec, str]:
-    """One Ray Train run; returns (result, spec, trainer name)."""
-    storage = Path(cfg.storage_path).resolve()
+    *,
+    preprocessor: Preprocessor | None = None,
+    counts: list[int] | None = None,
+) -> FitInputs:
+    """The loop spec (preprocessing, class statistics) and datasets of one run.
+
+    Args:
+        cfg: The run config.
+        prepared: The data stage's output.
+        train: The rows to train on.
+        validation: The rows to validate on.
+        preprocessor: Fitted on `train`; None: the data stage's (fitted on `splits.train`).
+        counts: Rows per class of `train`; None: those of `splits.train`.
+    """
     contract = prepared.contract
     classes = contract.classes
-    counts = prepared.splits.plan.counts[:, 0].tolist() if classes else []
-    class_weights = None
-    if classes and str(cfg.train.class_weighting) == "balanced":
-        class_weights = class_weights_balanced([int(c) for c in counts])
+    counts = class_counts(prepared, train_parts(prepared)) if counts is None else counts
     train_rows = int(train.count())
     if classes and str(cfg.train.resample) == "oversample":
         biggest = max(counts)
@@ -179,11 +228,28 @@ def _fit(
     # tasks, so training workers holding every CPU cannot starve the input pipeline.
     train = train.materialize()
     validation = validation.materialize()
+    spec = loop_spec(cfg, prepared, train_rows=train_rows, counts=counts, preprocessor=preprocessor)
+    return FitInputs(spec, train, validation)
+
+
+def loop_spec(
+    cfg: RunConfig,
+    prepared: PreparedData,
+    *,
+    train_rows: int,
+    counts: list[int],
+    preprocessor: Preprocessor | None = None,
+) -> LoopSpec:
+    """What a training worker needs, for `cfg` on rows already prepared (see `fit_inputs`)."""
+    contract = prepared.contract
+    class_weights = None
+    if contract.classes and str(cfg.train.class_weighting) == "balanced":
+        class_weights = class_weights_balanced(counts)
     plain = run_config_to_dict(cfg)
-    spec = LoopSpec(
+    return LoopSpec(
         task=contract.task.value,
-        classes=classes,
-        preprocessor=prepared.preprocessor.to_dict(),
+        classes=contract.classes,
+        preprocessor=(preprocessor or prepared.preprocessor).to_dict(),
         model=plain["model"],
         train=plain["train"],
         seed=cfg.seed,
@@ -192,6 +258,35 @@ def _fit(
         use_gpu=cfg.scaling.use_gpu,
         extra={"cpus_per_worker": cfg.scaling.cpus_per_worker},
     )
+
+
+def run_loop(inputs: FitInputs, session: LoopSession) -> None:
+    """Run the model kind's training loop in `session` (see `ray_ml.train._session`)."""
+    if inputs.spec.model["kind"] == "xgboost":
+        from ray_ml.train._xgboost import xgboost_train_loop
+
+        xgboost_train_loop(inputs.spec, session)
+    else:
+        from ray_ml.train._torch import torch_train_loop
+
+        torch_train_loop(inputs.spec, session)
+
+
+def fit_trainer(
+    cfg: RunConfig,
+    prepared: PreparedData,
+    train: ray.data.Dataset,
+    validation: ray.data.Dataset,
+    run_name: str,
+    callbacks: list[Any] | None = None,
+    *,
+    preprocessor: Preprocessor | None = None,
+    counts: list[int] | None = None,
+) -> tuple[Any, LoopSpec, str]:
+    """One Ray Train run; returns (result, spec, trainer name)."""
+    storage = Path(cfg.storage_path).resolve()
+    inputs = fit_inputs(cfg, prepared, train, validation, preprocessor=preprocessor, counts=counts)
+    spec = inputs.spec
     name = f"{run_name}-{cfg.model.kind}-{_config_hash(cfg, prepared.fingerprint)}"
     trial_dir = storage / "ray_train" / name
     if not cfg.train.resume and trial_dir.exists():
@@ -200,7 +295,7 @@ def _fit(
     trainer = _build_trainer(
         cfg,
         spec,
-        {"train": train, "validation": validation},
+        {"train": inputs.train, "validation": inputs.validation},
         name,
         storage / "ray_train",
         callbacks,
@@ -244,7 +339,6 @@ def _write_bundle(
     cfg: RunConfig,
     prepared: PreparedData,
     result: Any,
-    spec: LoopSpec,
     path: Path,
     metrics: dict[str, Any],
     extra: dict[str, Any],
@@ -287,12 +381,28 @@ def _write_bundle(
         )
 
 
+@dataclass(frozen=True)
+class _Trained:
+    """What `_write_bundle` reads of a Ray Train result: its checkpoint and last metrics."""
+
+    checkpoint: Any
+    metrics: dict[str, Any]
+
+
+def _write_fold_facts(directory: Path, preprocessor: Preprocessor, counts: list[int]) -> None:
+    """What one k-fold round trained with (lineage): its preprocessing and class counts."""
+    directory.mkdir(parents=True, exist_ok=True)
+    preprocessor.save(directory / "preprocessor.json")
+    (directory / "class_counts.json").write_text(json.dumps(counts))
+
+
 def run_training(
     cfg: RunConfig,
     *,
     prepared: PreparedData | None = None,
     run_name: str | None = None,
     callbacks: list[Any] | None = None,
+    from_checkpoint: str | None = None,
 ) -> dict[str, Any]:
     """Train the configured model on the current Ray cluster and write its bundle.
 
@@ -301,6 +411,8 @@ def run_training(
         prepared: The data stage's output, if already computed (tuning reuses one per sweep).
         run_name: Name for the run's outputs (default `cfg.name`); Tune passes the trial id.
         callbacks: Ray Train callbacks (Tune's report callback, for instance).
+        from_checkpoint: A checkpoint of this config that trained every epoch (a sweep's
+            winning trial): bundle and evaluate it instead of training again (no k-fold).
 
     Returns:
         The summary: `metrics` (`validation`, `test`, and `cv` with k-fold), `bundle`,
@@ -315,16 +427,42 @@ def run_training(
     cv: dict[str, Any] | None = None
     if splits.folds:
         per_fold = []
-        for i in range(1, len(splits.folds)):  # fold 0 is the main run below
-            others = [f for j, f in enumerate(splits.folds) if j != i]
-            fold_train = others[0].union(*others[1:])
-            result, _, _ = _fit(
-                cfg, prepared, fold_train, splits.folds[i], f"{run_name}-fold{i}", callbacks
+        k = len(splits.folds)
+        for i in range(1, k):  # fold 0 is the main run below
+            others = [j for j in range(k) if j != i]
+            fold_train = splits.folds[others[0]].union(*[splits.folds[j] for j in others[1:]])
+            # Preprocessing and class statistics fitted on this fold's training part only:
+            # the main run's (folds 1..k-1) would have seen fold i's rows.
+            fold_prep = fit_preprocessor(
+                fold_train, prepared.contract, **preprocessing_kwargs(cfg.data)
             )
-            per_fold.append(result.metrics)
-    result, spec, trainer_name = _fit(
-        cfg, prepared, splits.train, splits.validation, run_name, callbacks
-    )
+            fold_counts = class_counts(prepared, others)
+            _write_fold_facts(run_dir / "folds" / f"fold_{i}", fold_prep, fold_counts)
+            fold_result, _, _ = fit_trainer(
+                cfg,
+                prepared,
+                fold_train,
+                splits.folds[i],
+                f"{run_name}-fold{i}",
+                callbacks,
+                preprocessor=fold_prep,
+                counts=fold_counts,
+            )
+            per_fold.append(fold_result.metrics)
+        _write_fold_facts(
+            run_dir / "folds" / "fold_0",
+            prepared.preprocessor,
+            class_counts(prepared, train_parts(prepared)),
+        )
+    if from_checkpoint is not None and not splits.folds:
+        import ray.train
+
+        result: Any = _Trained(ray.train.Checkpoint(from_checkpoint), {})
+        trainer_name = f"checkpoint:{from_checkpoint}"
+    else:
+        result, _, trainer_name = fit_trainer(
+            cfg, prepared, splits.train, splits.validation, run_name, callbacks
+        )
     if splits.folds:
         per_fold.insert(0, result.metrics)
         keys = [
@@ -349,11 +487,11 @@ def run_training(
         "config": run_config_to_dict(cfg),
         "data_fingerprint": prepared.fingerprint,
         "wall_s": round(wall_train, 3),
-        "resources": _scaling_resources(cfg),
+        "resources": scaling_resources(cfg),
     }
     # Metrics come from the bundle's own predictor, so write it, evaluate, then rewrite with them.
     staging = run_dir / "bundle.staging"
-    _write_bundle(cfg, prepared, result, spec, staging, {}, extra)
+    _write_bundle(cfg, prepared, result, staging, {}, extra)
     label = prepared.contract.label
     metrics = {
         "validation": evaluate(staging, splits.validation, label),
@@ -361,7 +499,7 @@ def run_training(
     }
     if cv:
         metrics["cv"] = cv
-    _write_bundle(cfg, prepared, result, spec, bundle_dir, metrics, extra)
+    _write_bundle(cfg, prepared, result, bundle_dir, metrics, extra)
     shutil.rmtree(staging, ignore_errors=True)
     restarts = (
         len(list((storage / "chaos" / trainer_name).glob("chaos_fired_*")))
@@ -376,7 +514,7 @@ def run_training(
         "bundle": str(bundle_dir),
         "fingerprint": prepared.fingerprint,
         "wall_s": round(time.perf_counter() - t0, 3),
-        "resources": _scaling_resources(cfg),
+        "resources": scaling_resources(cfg),
         "trainer": trainer_name,
         "checkpoint": result.checkpoint.path,
         "last_reported": {

@@ -12,9 +12,9 @@ from epoch k replays epochs k+1.. exactly as the uninterrupted run would.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +23,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from ray_ml.train._loop_common import LoopSpec, maybe_chaos_kill, validation_part
+from ray_ml.train._loop_common import (
+    LATENCY_ROWS,
+    LoopSpec,
+    latency_ms_per_1k,
+    maybe_chaos_kill,
+    validation_part,
+)
 from ray_ml.train._metrics import MetricAccumulator
 from ray_ml.train._models import build_mlp, loss_fn, output_size, predict_scores
+from ray_ml.train._session import LoopSession, TrainSession, rank0_checkpoint
 
-__all__ = ["ShardCache", "load_torch_checkpoint", "torch_train_loop_per_worker"]
+__all__ = [
+    "ShardCache",
+    "load_torch_checkpoint",
+    "torch_train_loop",
+    "torch_train_loop_per_worker",
+]
 
 STATE_FILE = "state.pt"
 PROGRESS_FILE = "progress.json"
@@ -182,13 +194,11 @@ def _evaluate(
     spec: LoopSpec,
     loss: torch.nn.Module,
     device: torch.device,
-    rank: int,
-    world: int,
+    session: LoopSession,
 ) -> dict[str, Any]:
-    import ray.train
-
+    rank, world = session.rank, session.world
     prep = spec.preprocessing()
-    shard = ray.train.get_dataset_shard("validation")
+    shard = session.shard("validation")
     acc = MetricAccumulator()
     loss_sum, n = 0.0, 0
     model.eval()
@@ -244,21 +254,49 @@ def _save(
     (directory / PROGRESS_FILE).write_text(json.dumps(progress))
 
 
+def _latency_input(spec: LoopSpec, session: LoopSession, device: torch.device) -> torch.Tensor:
+    """A fixed batch of `LATENCY_ROWS` preprocessed validation rows (tiled when fewer)."""
+    prep = spec.preprocessing()
+    for batch in session.shard("validation").iter_batches(
+        batch_size=LATENCY_ROWS, batch_format="pyarrow"
+    ):
+        x = prep.transform(batch)
+        reps = -(-LATENCY_ROWS // max(len(x), 1))
+        return torch.from_numpy(np.tile(x, (reps, 1))[:LATENCY_ROWS]).to(device)
+    return torch.zeros((LATENCY_ROWS, prep.num_features), device=device)
+
+
+def _latency_ms(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """Inference ms per `LATENCY_ROWS` rows through the model as it stands (eval mode)."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        ms = latency_ms_per_1k(lambda: _predict_on_host(model, x))
+    model.train(was_training)
+    return ms
+
+
+def _predict_on_host(model: torch.nn.Module, x: torch.Tensor) -> Any:
+    out = model(x)
+    return out.cpu()  # the copy to the host is part of serving a prediction
+
+
 def torch_train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point: `TorchTrainer(torch_train_loop_per_worker, train_loop_config=spec)`."""
-    import ray.train
-    import ray.train.torch
+    torch_train_loop(LoopSpec.from_dict(config), TrainSession())
 
-    spec = LoopSpec.from_dict(config)
+
+def torch_train_loop(spec: LoopSpec, session: LoopSession) -> None:
+    """Train the MLP of `spec` in `session` (a Ray Train worker or a Tune trial's process)."""
+    cpu0 = time.process_time()  # a reused trial process has run other trials before
     t = spec.train
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    rank, world = session.rank, session.world
+    device = session.device()
     prep = spec.preprocessing()
 
     torch.manual_seed(spec.seed)  # identical initial weights on every rank
     model_kwargs = _model_kwargs(spec)
-    model = ray.train.torch.prepare_model(build_mlp(**model_kwargs))
+    model = session.prepare_model(build_mlp(**model_kwargs))
     opt = _optimizer(model, t)
     steps_per_epoch = max(1, math.ceil(spec.train_rows / world / t["batch_size"]))
     sched = _scheduler(opt, t, steps_per_epoch * t["epochs"])
@@ -276,11 +314,12 @@ def torch_train_loop_per_worker(config: dict[str, Any]) -> None:
     best: float | None = None
     history: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
-    ckpt = ray.train.get_checkpoint()
-    if ckpt:
-        with ckpt.as_directory() as d:
+    with session.checkpoint_dir() as d:
+        resumed = d is not None
+        if resumed:
             state = torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=True)
             progress = json.loads((Path(d) / PROGRESS_FILE).read_text())
+    if resumed:
         _unwrap(model).load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if sched is not None and state["scheduler"]:
@@ -291,7 +330,8 @@ def torch_train_loop_per_worker(config: dict[str, Any]) -> None:
         if progress.get("stopped_early"):
             start_epoch = t["epochs"]
 
-    train_shard = ray.train.get_dataset_shard("train")
+    train_shard = session.shard("train")
+    latency_x = _latency_input(spec, session, device) if rank == 0 else None
     cache = None
     if t.get("gpu_cache") and device.type == "cuda" and start_epoch < t["epochs"]:
         cache = ShardCache.build(train_shard, prep, device, _cache_budget(device))
@@ -299,7 +339,7 @@ def torch_train_loop_per_worker(config: dict[str, Any]) -> None:
         t0 = time.perf_counter()
         torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)  # dropout: replayable
         model.train()
-        loss_sum, seen = 0.0, 0
+        loss_sum_t, seen = torch.zeros((), device=device), 0
         batches = (
             cache.batches(t["batch_size"], spec.seed * 7919 + epoch * 31 + rank)
             if cache is not None
@@ -316,15 +356,16 @@ def torch_train_loop_per_worker(config: dict[str, Any]) -> None:
             opt.step()
             if sched is not None:
                 sched.step()
-            loss_sum += float(batch_loss.detach()) * len(y)
+            # Summed on the device: a float() per batch would force a host sync every step.
+            loss_sum_t = loss_sum_t + batch_loss.detach() * len(y)
             seen += len(y)
         metrics: dict[str, Any] = {
             "epoch": epoch,
             "start_epoch": start_epoch,  # > 0 when this run resumed from a checkpoint
-            "train_loss": loss_sum / max(seen, 1),
+            "train_loss": float(loss_sum_t) / max(seen, 1),
             "train_rows": seen,
         }
-        metrics.update(_evaluate(model, spec, loss, device, rank, world))
+        metrics.update(_evaluate(model, spec, loss, device, session))
         metrics["epoch_s"] = time.perf_counter() - t0
         value = metrics.get(watch)
         improved = value is not None and (
@@ -338,25 +379,30 @@ def torch_train_loop_per_worker(config: dict[str, Any]) -> None:
         patience = t.get("early_stopping_patience", 0)
         stop = patience > 0 and bad_epochs >= patience
         history.append({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-        metrics.update({"best": best, "stopped_early": stop})
         last = stop or epoch == t["epochs"] - 1
+        # `training_done`: the run ended on its own terms (all epochs, or early stopping); a
+        # trial whose last report lacks it was stopped from outside (a scheduler, a budget).
+        metrics.update({"best": best, "stopped_early": stop, "training_done": last})
+        metrics["cpu_s"] = time.process_time() - cpu0  # this worker's CPU time in the loop
+        if latency_x is not None:
+            metrics["latency_ms"] = _latency_ms(model, latency_x)
         if last or (epoch + 1) % t.get("checkpoint_every_epochs", 1) == 0:
-            with tempfile.TemporaryDirectory() as tmp:
-                if rank == 0:
-                    progress = {
-                        "epoch": epoch,
-                        "best": best,
-                        "bad_epochs": bad_epochs,
-                        "history": history,
-                        "stopped_early": stop,
-                        "model_kwargs": model_kwargs,
-                    }
-                    _save(Path(tmp), model, opt, sched, best_state, progress)
-                checkpoint = ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None
-                ray.train.report(metrics, checkpoint=checkpoint)
+            progress = {
+                "epoch": epoch,
+                "best": best,
+                "bad_epochs": bad_epochs,
+                "history": history,
+                "stopped_early": stop,
+                "model_kwargs": model_kwargs,
+            }
+            save = functools.partial(
+                _save, model=model, opt=opt, sched=sched, best_state=best_state, progress=progress
+            )
+            with rank0_checkpoint(session, save) as d:
+                session.report(metrics, d)
         else:
-            ray.train.report(metrics)
-        maybe_chaos_kill(spec, epoch, rank)
+            session.report(metrics)
+        maybe_chaos_kill(spec, epoch, rank, session.settle_s)
         if stop:
             break
 

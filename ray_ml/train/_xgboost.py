@@ -13,7 +13,7 @@ boosting from the last one.
 from __future__ import annotations
 
 import json
-import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,20 @@ import numpy as np
 import pyarrow as pa
 import xgboost as xgb
 
-from ray_ml.train._loop_common import LoopSpec, maybe_chaos_kill, validation_part
+from ray_ml.train._loop_common import (
+    LATENCY_ROWS,
+    LoopSpec,
+    latency_ms_per_1k,
+    maybe_chaos_kill,
+    validation_part,
+)
+from ray_ml.train._session import LoopSession, TrainSession, rank0_checkpoint
 
 __all__ = [
     "MODEL_FILE",
     "load_xgboost_checkpoint",
     "xgboost_params",
+    "xgboost_train_loop",
     "xgboost_train_loop_per_worker",
 ]
 
@@ -63,47 +71,61 @@ def xgboost_params(spec: LoopSpec) -> dict[str, Any]:
     return params
 
 
-def _read(shard: Any, spec: LoopSpec, part: tuple[int, int] | None) -> xgb.DMatrix | None:
+def _read(
+    shard: Any, spec: LoopSpec, part: tuple[int, int] | None
+) -> tuple[xgb.DMatrix, np.ndarray]:
+    """The shard as a DMatrix, and its preprocessed features."""
     prep = spec.preprocessing()
     tables = [b for b in shard.iter_batches(batch_size=None, batch_format="pyarrow")]
     table = pa.concat_tables(tables) if tables else None
     if table is not None and part is not None:
         table = validation_part(table, *part)
     if table is None or table.num_rows == 0:
-        return xgb.DMatrix(
-            np.zeros((0, prep.num_features), np.float32), label=np.zeros(0, np.float32)
-        )
+        x = np.zeros((0, prep.num_features), np.float32)
+        return xgb.DMatrix(x, label=np.zeros(0, np.float32)), x
     y = prep.labels(table)
     weight = None
     if spec.class_weights and spec.task == "multiclass":
         weight = np.asarray(spec.class_weights, np.float32)[y]
-    return xgb.DMatrix(prep.transform(table), label=y, weight=weight, feature_names=None)
+    x = prep.transform(table)
+    return xgb.DMatrix(x, label=y, weight=weight, feature_names=None), x
 
 
 class _ReportCallback(xgb.callback.TrainingCallback):
     """Reports `val_loss`/`train_loss` with a checkpoint every k rounds and at the end."""
 
-    def __init__(self, spec: LoopSpec, rank: int, start_round: int) -> None:
+    def __init__(
+        self, spec: LoopSpec, session: LoopSession, start_round: int, latency_x: np.ndarray | None
+    ) -> None:
         self.spec = spec
-        self.rank = rank
+        self.session = session
+        self.rank = session.rank
         self.start_round = start_round
         self.every = int(spec.model.get("checkpoint_every_rounds", 10))
         self.metric = _EVAL_METRIC[spec.task]
         self.last_saved = -1
+        self.final_reported = False
+        self.latency_x = latency_x
         self.metrics: dict[str, Any] = {}
+        self.cpu0 = time.process_time()
 
-    def _report(self, model: xgb.Booster, rnd: int) -> None:
-        import ray.train
-
+    def _report(self, model: xgb.Booster, rnd: int, done: bool) -> None:
         self.last_saved = rnd
-        with tempfile.TemporaryDirectory() as tmp:
-            if self.rank == 0:
-                model.save_model(str(Path(tmp) / MODEL_FILE))
-                (Path(tmp) / PROGRESS_FILE).write_text(
-                    json.dumps({"round": rnd, "metrics": self.metrics})
-                )
-            ckpt = ray.train.Checkpoint.from_directory(tmp) if self.rank == 0 else None
-            ray.train.report(self.metrics, checkpoint=ckpt)
+        self.final_reported = done
+        # `training_done`: every round boosted or early stopping ended it; see the torch loop.
+        metrics = {**self.metrics, "training_done": done, "cpu_s": time.process_time() - self.cpu0}
+        if self.latency_x is not None:
+            x = self.latency_x
+            metrics["latency_ms"] = latency_ms_per_1k(lambda: model.inplace_predict(x))
+
+        def save(directory: Path) -> None:
+            model.save_model(str(directory / MODEL_FILE))
+            (directory / PROGRESS_FILE).write_text(
+                json.dumps({"round": rnd, "metrics": self.metrics})
+            )
+
+        with rank0_checkpoint(self.session, save) as d:
+            self.session.report(metrics, d)
 
     def after_iteration(self, model: xgb.Booster, epoch: int, evals_log: dict[str, Any]) -> bool:
         rnd = self.start_round + epoch
@@ -114,31 +136,38 @@ class _ReportCallback(xgb.callback.TrainingCallback):
         if (rnd + 1) % self.every == 0:
             # Reports are synchronisation points (and Tune's rungs): every k rounds, with a
             # checkpoint, not every round.
-            self._report(model, rnd)
-            maybe_chaos_kill(self.spec, rnd, self.rank)
+            last = rnd + 1 >= int(self.spec.model["num_boost_round"])
+            self._report(model, rnd, done=last)
+            maybe_chaos_kill(self.spec, rnd, self.rank, self.session.settle_s)
         return False
 
     def after_training(self, model: xgb.Booster) -> xgb.Booster:
         rnd = model.num_boosted_rounds() - 1
-        if rnd != self.last_saved and self.metrics:
-            self._report(model, rnd)
+        # Early stopping ends training between reports; the final report says it is done.
+        if self.metrics and not self.final_reported:
+            self._report(model, rnd, done=True)
         return model
 
 
 def xgboost_train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point: `XGBoostTrainer(xgboost_train_loop_per_worker, train_loop_config=spec)`."""
-    import ray.train
+    xgboost_train_loop(LoopSpec.from_dict(config), TrainSession())
 
-    spec = LoopSpec.from_dict(config)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    dtrain = _read(ray.train.get_dataset_shard("train"), spec, None)
-    dval = _read(ray.train.get_dataset_shard("validation"), spec, (rank, world))
+
+def xgboost_train_loop(spec: LoopSpec, session: LoopSession) -> None:
+    """Boost the model of `spec` in `session` (inside XGBoostTrainer's collective, or alone)."""
+    rank, world = session.rank, session.world
+    dtrain, _ = _read(session.shard("train"), spec, None)
+    dval, x_val = _read(session.shard("validation"), spec, (rank, world))
+    latency_x = None
+    if rank == 0 and len(x_val):
+        reps = -(-LATENCY_ROWS // len(x_val))
+        latency_x = np.tile(x_val[:LATENCY_ROWS], (reps, 1))[:LATENCY_ROWS]
     booster, start = None, 0
-    ckpt = ray.train.get_checkpoint()
-    if ckpt:
-        with ckpt.as_directory() as d:
+    with session.checkpoint_dir() as d:
+        if d is not None:
             booster = xgb.Booster(model_file=str(Path(d) / MODEL_FILE))
+    if booster is not None:
         start = booster.num_boosted_rounds()
     rounds = int(spec.model["num_boost_round"]) - start
     if rounds <= 0:
@@ -152,7 +181,7 @@ def xgboost_train_loop_per_worker(config: dict[str, Any]) -> None:
         early_stopping_rounds=early or None,
         xgb_model=booster,
         verbose_eval=False,
-        callbacks=[_ReportCallback(spec, rank, start)],
+        callbacks=[_ReportCallback(spec, session, start, latency_x)],
     )
 
 

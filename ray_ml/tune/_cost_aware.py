@@ -75,7 +75,6 @@ DEFAULT_COST_HINTS: dict[str, float] = {
     "model.hidden_sizes": 1.0,  # by the sum of the widths
     "train.batch_size": -1.0,  # fewer, fuller steps per epoch
     "scaling.num_workers": 1.0,  # billed per worker; the speed-up is below linear
-    "data.kfold": 1.0,
     "train.early_stopping_patience": 1.0,
 }
 _STATE_VERSION = 1

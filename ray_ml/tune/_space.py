@@ -12,8 +12,9 @@ params:
 conditional: {}                     # reserved; must be empty for now
 ```
 
-Keys are dotted paths into the `data`, `model`, `train` and `scaling` groups of `RunConfig`
-(plus the top-level `seed`). Domain kinds, with their YAML arguments:
+Keys are dotted paths into the `model`, `train` and `scaling` groups of `RunConfig` (plus the
+top-level `seed`); `data.*` and a few train keys are refused, because every trial trains on the
+one dataset the sweep prepares (see `_FIXED_KEYS`). Domain kinds, with their YAML arguments:
 
 | kind          | arguments        | Tune domain                    | samples                    |
 |---------------|------------------|--------------------------------|----------------------------|
@@ -65,9 +66,18 @@ __all__ = [
 
 SPACE_DIR = CONF_DIR / "tune" / "space"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-# A trial changes how one model is trained; the sweep, prices, service and cluster stay fixed.
-_TUNABLE_GROUPS = ("data", "model", "train", "scaling")
+# A trial changes how one model is trained; the data, the sweep, prices, service and cluster
+# stay fixed. Every trial trains on the one dataset the sweep prepared (checked, split and
+# preprocessed once), so `data.*` keys, and the train keys that reshape the rows (`resample`),
+# would be silently ignored or change nothing but the bill: they are refused, saying so.
+_TUNABLE_GROUPS = ("model", "train", "scaling")
 _TUNABLE_TOP = ("seed",)
+_FIXED_KEYS = {
+    "train.resample": "oversampling reshapes the training rows, which the sweep prepares once",
+    "train.resume": "every trial resumes its own run; the sweep decides",
+    "train.max_failures": "Tune restarts failed trials (`train.max_failures` sets its count)",
+    "train.chaos_kill_at_epoch": "a fault-injection drill, not a hyperparameter",
+}
 _TOP_KEYS = ("params", "conditional")
 
 
@@ -148,7 +158,7 @@ def _schema_fields() -> dict[str, _Field]:
         out[name] = _Field(name, (name,), tp, optional)
     for group in _TUNABLE_GROUPS:
         for name, hint in _hints(run_hints[group]).items():
-            if _tunable(hint):
+            if _tunable(hint) and f"{group}.{name}" not in _FIXED_KEYS:
                 tp, optional = _split_optional(hint)
                 key = f"{group}.{name}"
                 out[key] = _Field(key, (group, name), tp, optional)
@@ -168,6 +178,18 @@ def _resolve(key: Any, where: str) -> _Field:
         return _FIELDS[key]
     group, _, leaf = str(key).partition(".")
     run_groups = {f.name for f in dataclasses.fields(RunConfig)}
+    if key in _FIXED_KEYS:
+        raise ConfigError(
+            f"{where}key `{key}` is not tunable: {_FIXED_KEYS[key]}. Fix: set it once for the "
+            f"whole sweep (e.g. `{key}=...` on the command line) and remove it from the space."
+        )
+    if group == "data":
+        raise ConfigError(
+            f"{where}key `{key}` is not tunable: every trial trains on the one dataset the sweep "
+            "prepares (checked, split and preprocessed once), so a trial cannot change `data.*`. "
+            f"Fix: remove `{key}` from the space and set it for the whole sweep, or run one "
+            "sweep per data setting (e.g. a Hydra multirun over it)."
+        )
     if group in _TUNABLE_GROUPS:
         valid = [k for k in _FIELDS if k.startswith(f"{group}.")]
         close = difflib.get_close_matches(str(key), valid, n=1)

@@ -1,12 +1,18 @@
-"""`run_sweep`: a cost-aware Ray Tune sweep whose trials are real Ray Train runs.
+"""`run_sweep`: a cost-aware Ray Tune sweep whose trials train real models, with books.
 
-The data stage runs once; every trial is `train_driver_fn`, which applies the trial's params to
-the run config and runs the training issue's `_fit` (a TorchTrainer or XGBoostTrainer) with a
-Train callback that forwards each report to Tune with the trial's dollars so far (`cost_usd`:
-its held resources x wall time x unit price). On the driver, `CostCallback` meters every trial
-with the same catalog (pruned, failed and budget-stopped work included) and `BudgetStopper`
-ends the sweep once committed spend reaches a budget: running trials stop at their next report,
-so the overspend is at most one reporting interval of the trials running then.
+The data stage runs once. Every trial is `train_driver_fn`, which applies the trial's params to
+the run config and trains:
+
+- **in its own process** when the config fits one worker (`scaling.num_workers=1`): the training
+  loop runs inside the Tune trial (`TrialSession`), reporting to Tune with real Tune checkpoints.
+  No Train controller, worker group or DDP set-up: on this 2-core box those cost 15-25 s per
+  trial, most of a small trial's bill;
+- **as a Ray Train run** otherwise (DDP, distributed XGBoost), its reports forwarded to Tune with
+  the trial's dollars (`CostReportCallback`).
+
+The books (`_books.SweepBooks`, fed by the hooks in `_hooks.py`) meter every trial with the
+price catalog, record how each ended (from the scheduler's own decisions), keep the budget, and
+survive the driver: a resumed sweep continues the same meter, statuses and budget.
 
 The winner (by `tune.winner_rule`) is retrained at full fidelity, bundled and registered as
 `candidate`.
@@ -19,14 +25,25 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ray_ml.cost import Budget, CostMeter, PriceCatalog
+from ray_ml.cost import Budget, PriceCatalog
 from ray_ml.errors import ConfigError
-from ray_ml.train._run import _scaling_resources
+from ray_ml.train import (
+    FitInputs,
+    TrialSession,
+    class_counts,
+    fit_inputs,
+    fit_trainer,
+    loop_spec,
+    run_loop,
+    scaling_resources,
+    train_parts,
+)
+from ray_ml.tune._books import SweepBooks, SweepLayout, TrialRecord
 from ray_ml.tune._results import (
     Leaderboard,
     NoWinnerError,
@@ -40,14 +57,29 @@ if TYPE_CHECKING:
     from ray_ml.config import RunConfig
     from ray_ml.data import PreparedData
 
-__all__ = ["run_sweep", "run_tune_job", "train_driver_fn"]
+__all__ = ["run_sweep", "run_tune_job", "train_driver_fn", "trains_in_trial"]
+
+
+def trains_in_trial(cfg: RunConfig) -> bool:
+    """True when a trial with this config trains in its own process (one worker)."""
+    return cfg.scaling.num_workers == 1
+
+
+def _trial_cfg(base: RunConfig, config: Mapping[str, Any]) -> RunConfig:
+    cfg = apply_params(base, config)
+    # Failures are handled by Tune, not inside the trial: a dead worker (a preempted spot node)
+    # fails the trial, Tune restarts it (`train.max_failures` times) and it continues from its
+    # last checkpoint; the books charge the work lost since as waste.
+    return dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, resume=True, max_failures=0)
+    )
 
 
 def _cost_report_callback(usd_per_hour: float) -> Any:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     class CostReportCallback(TuneReportCallback):
-        """Tune's Train->Tune forwarder, adding the trial's billed dollars to every report."""
+        """Tune's Train->Tune forwarder, adding the trial's dollars and its workers' CPU time."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -57,162 +89,73 @@ def _cost_report_callback(usd_per_hour: float) -> Any:
             self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
         ) -> None:
             held_s = time.time() - self._t0
-            first = {**metrics[0], "cost_usd": usd_per_hour * held_s / 3600.0, "held_s": held_s}
+            cpu_s = sum(float(m.get("cpu_s", 0.0)) for m in metrics)  # every worker's
+            first = {
+                **metrics[0],
+                "cost_usd": usd_per_hour * held_s / 3600.0,
+                "held_s": held_s,
+                "cpu_s": cpu_s,
+            }
             super().after_report(run_context, [first, *metrics[1:]], checkpoint)
 
     return CostReportCallback()
 
 
 def train_driver_fn(
-    config: dict[str, Any], *, base: RunConfig, prepared: PreparedData, catalog: PriceCatalog
+    config: dict[str, Any],
+    *,
+    base: RunConfig,
+    prepared: PreparedData,
+    inputs: FitInputs,
+    counts: list[int],
+    catalog: PriceCatalog,
 ) -> None:
-    """One Tune trial: the trial's params on top of `base`, trained by Ray Train."""
+    """One Tune trial: the trial's params on top of `base`, trained (see the module docstring)."""
     from ray import tune
 
-    from ray_ml.train._run import _fit
-
-    cfg = apply_params(base, config)
-    # Failures are handled by Tune, not inside the trial: a dead worker (a preempted spot node)
-    # fails the trial, Tune restarts it (`train.max_failures` times) and it continues its own
-    # Train run from the last checkpoint; the meter charges the work lost since as waste.
-    cfg = dataclasses.replace(
-        cfg, train=dataclasses.replace(cfg.train, resume=True, max_failures=0)
-    )
+    cfg = _trial_cfg(base, config)
+    rate = catalog.price_of(scaling_resources(cfg))
     trial_id = tune.get_context().get_trial_id()
-    rate = catalog.price_of(_scaling_resources(cfg))
-    _fit(
+    if trains_in_trial(cfg):
+        t0 = time.time()
+        spec = loop_spec(cfg, prepared, train_rows=inputs.spec.train_rows, counts=counts)
+        spec.chaos_dir = str(Path(cfg.storage_path).resolve() / "chaos" / f"trial_{trial_id}")
+
+        def dollars() -> dict[str, float]:
+            held_s = time.time() - t0
+            return {"cost_usd": rate * held_s / 3600.0, "held_s": held_s}
+
+        session = TrialSession(
+            {"train": inputs.train, "validation": inputs.validation},
+            use_gpu=cfg.scaling.use_gpu,
+            extra=dollars,
+        )
+        run_loop(FitInputs(spec, inputs.train, inputs.validation), session)
+        return
+    fit_trainer(
         cfg,
         prepared,
-        prepared.splits.train,
-        prepared.splits.validation,
+        inputs.train,
+        inputs.validation,
         f"trial_{trial_id}",
         [_cost_report_callback(rate)],
     )
 
 
-def _make_callback_and_stopper(
-    meter: CostMeter,
-    budget: Budget,
-    max_t: int,
-    prior_usd: float,
-    state_path: Path,
-    train_resources: dict[str, float],
-) -> tuple[Any, Any]:
-    from ray import tune
+def _trial_resources(base: RunConfig) -> Any:
+    """Per trial config: what the trial's own process reserves."""
+    from ray.tune.execution.placement_groups import PlacementGroupFactory
 
-    class BudgetStopper(tune.Stopper):
-        """Stops the whole sweep when a budget is reached (checked after every result)."""
+    def resources(config: dict[str, Any]) -> PlacementGroupFactory:
+        cfg = apply_params(base, config)
+        if trains_in_trial(cfg):
+            # The trial trains itself: it holds its one worker's resources.
+            return PlacementGroupFactory([scaling_resources(cfg)])
+        # The trial only drives Train; its workers hold the CPUs. Tune wants a non-empty
+        # bundle: one byte of memory reserves nothing that matters.
+        return PlacementGroupFactory([{"CPU": 0, "memory": 1}])
 
-        def __init__(self) -> None:
-            self.reason: str | None = None
-
-        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-            return False
-
-        def stop_all(self) -> bool:
-            if self.reason is None:
-                self.reason = budget.exceeded(meter) or _prior_exceeded()
-            return self.reason is not None
-
-    def _prior_exceeded() -> str | None:
-        if budget.usd is not None and prior_usd and meter.committed() + prior_usd >= budget.usd:
-            return f"`tune.budget_usd` reached: spent ${meter.committed() + prior_usd:.4f} (incl. ${prior_usd:.4f} before the resume) of ${budget.usd:.4f}."
-        return None
-
-    stopper = BudgetStopper()
-
-    class CostCallback(tune.Callback):
-        """Meters every trial on the driver; records how each ended and at which rung."""
-
-        def __init__(self) -> None:
-            self.records: dict[str, dict[str, Any]] = {}
-            self._last_progress = 0.0
-
-        def on_trial_start(
-            self, iteration: int, trials: list[Any], trial: Any, **info: Any
-        ) -> None:
-            # A trial holds its Train workers' resources (its own driver asks for 0 CPUs).
-            tid = trial.trial_id
-            if tid not in meter.trial_ids:
-                meter.start(tid, train_resources)
-            elif meter.trial_cost(tid).status == "paused":
-                meter.resume(tid)  # restarted after a failure (see on_trial_recover)
-            else:
-                meter.restart(tid)
-
-        def on_trial_recover(
-            self, iteration: int, trials: list[Any], trial: Any, **info: Any
-        ) -> None:
-            # The trial's actor died (a spot node preempted, a crash); Tune restarts it from its
-            # last checkpoint: the work since that checkpoint is waste, and nothing is held
-            # until the trial starts again.
-            if trial.trial_id in meter.trial_ids:
-                meter.restart(trial.trial_id)
-                meter.pause(trial.trial_id)
-
-        def on_trial_result(
-            self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
-        ) -> None:
-            # Train's checkpoints reach Tune as a `checkpoint_path` metric (TuneReportCallback).
-            meter.update(trial.trial_id, checkpoint="checkpoint_path" in result)
-            self._progress(trials)
-
-        def _progress(self, trials: list[Any], force: bool = False) -> None:
-            """One stderr line with trials and spend vs budget, at most every 10 s."""
-            now = time.monotonic()
-            if not force and now - self._last_progress < 10.0:
-                return
-            self._last_progress = now
-            done = len(self.records)
-            pruned = sum(1 for r in self.records.values() if r["status"] == "pruned")
-            running = sum(1 for t in trials if t.status == "RUNNING")
-            spent = meter.committed() + prior_usd
-            cap = f" of ${budget.usd:.4f} budget" if budget.usd is not None else ""
-            print(
-                f"[sweep] {done} done ({pruned} pruned), {running} running, "
-                f"${spent:.4f} spent{cap}",
-                file=sys.stderr,
-                flush=True,
-            )
-
-        def _end(self, trial: Any, status: str) -> None:
-            last = trial.last_result or {}
-            it = int(last.get("training_iteration", 0))
-            if status == "terminated":
-                if it >= max_t:
-                    status = "completed"
-                elif stopper.reason is not None:
-                    status = "budget_stopped"
-                elif last.get("done"):
-                    status = "completed"  # the trial ended on its own (early stopping)
-                else:
-                    status = "pruned"
-            if trial.trial_id in meter.trial_ids:
-                meter.finish(trial.trial_id, status)
-            self.records[trial.trial_id] = {
-                "status": status,
-                "iterations": it,
-                "pruned_at_rung": it if status == "pruned" else None,
-            }
-            state_path.write_text(
-                json.dumps(
-                    {"records": self.records, "costs": meter.to_records(), "prior_usd": prior_usd},
-                    default=str,
-                )
-            )
-
-        def on_trial_complete(
-            self, iteration: int, trials: list[Any], trial: Any, **info: Any
-        ) -> None:
-            self._end(trial, "terminated")
-            self._progress(trials, force=True)
-
-        def on_trial_error(
-            self, iteration: int, trials: list[Any], trial: Any, **info: Any
-        ) -> None:
-            self._end(trial, "failed")
-
-    return CostCallback(), stopper
+    return resources
 
 
 def _searcher(cfg: RunConfig, space: SearchSpace) -> Any:
@@ -230,7 +173,9 @@ def _searcher(cfg: RunConfig, space: SearchSpace) -> Any:
     from ray.tune.search.optuna import OptunaSearch
 
     if kind == "optuna_tpe":
-        return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=cfg.seed))
+        return OptunaSearch(
+            sampler=optuna.samplers.TPESampler(seed=cfg.seed), metric=t.metric, mode=str(t.mode)
+        )
     if kind == "optuna_nsga2":  # two objectives: quality and dollars
         return OptunaSearch(
             sampler=optuna.samplers.NSGAIISampler(seed=cfg.seed),
@@ -240,7 +185,22 @@ def _searcher(cfg: RunConfig, space: SearchSpace) -> Any:
     raise ConfigError(f"tune.searcher={kind!r} is not supported.")
 
 
-def _scheduler(cfg: RunConfig) -> Any:
+def _search_alg(cfg: RunConfig, space: SearchSpace, books: SweepBooks, concurrency: int) -> Any:
+    """The searcher, limited to `concurrency` trials at once, behind the budget gate."""
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchGenerator
+
+    from ray_ml.tune._hooks import BudgetGate
+
+    searcher = _searcher(cfg, space)
+    inner: Any
+    if searcher is None:
+        inner = BasicVariantGenerator(max_concurrent=concurrency)
+    else:
+        inner = SearchGenerator(ConcurrencyLimiter(searcher, max_concurrent=concurrency))
+    return BudgetGate(inner, books)
+
+
+def _scheduler(cfg: RunConfig, with_metric: bool) -> Any:
     from ray.tune.schedulers import (
         ASHAScheduler,
         FIFOScheduler,
@@ -250,41 +210,67 @@ def _scheduler(cfg: RunConfig) -> Any:
 
     t = cfg.tune
     kind = str(t.scheduler)
+    # With a two-objective searcher (NSGA-II) the TuneConfig has no metric (Tune would overwrite
+    # the searcher's two objectives with one), so the scheduler gets it directly.
+    common: dict[str, Any] = {"time_attr": "training_iteration"}
+    if with_metric:
+        common.update(metric=t.metric, mode=str(t.mode))
     # The same rung settings for every method, so that comparisons are fair.
     if kind == "asha":
         return ASHAScheduler(
-            time_attr="training_iteration",
             max_t=t.max_t,
             grace_period=t.grace_period,
             reduction_factor=t.reduction_factor,
+            **common,
         )
     if kind == "hyperband":
-        return HyperBandScheduler(
-            time_attr="training_iteration", max_t=t.max_t, reduction_factor=t.reduction_factor
-        )
+        return HyperBandScheduler(max_t=t.max_t, reduction_factor=t.reduction_factor, **common)
     if kind == "median":
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=t.grace_period)
+        return MedianStoppingRule(grace_period=t.grace_period, **common)
     return FIFOScheduler()
 
 
 def _max_concurrent(cfg: RunConfig) -> int:
+    """Trials at once: `tune.max_concurrent_trials`, else what the cluster can hold at full scale.
+
+    Full scale is the autoscaler's maximum (`cluster.autoscaling_config`), not the resources
+    the cluster has now: an autoscaling cluster that starts with no workers would otherwise
+    run one trial at a time.
+    """
     import ray
+
+    from ray_ml.cluster import autoscaler_capacity
 
     if cfg.tune.max_concurrent_trials:
         return cfg.tune.max_concurrent_trials
-    need = _scaling_resources(cfg)
-    have = ray.cluster_resources()
+    need = scaling_resources(cfg)
+    have = dict(ray.cluster_resources())
+    for key, total in (autoscaler_capacity(cfg.cluster.autoscaling_config) or {}).items():
+        have[key] = max(have.get(key, 0.0), total)
     fits = [math.floor(have.get(k, 0.0) / v) for k, v in need.items() if v > 0]
     return max(1, min(fits) if fits else 1)
 
 
-def _sweep_placement_groups() -> set[str] | None:
+def _state_api_address() -> str:
+    """The address of the Ray this driver is connected to, for State API calls.
+
+    Without one, the State API looks for "the" Ray on the machine and fails when there are two
+    ("Found multiple active Ray instances"). The dashboard's bare host:port took 40 s to fail
+    here; the GCS address answers at once.
+    """
+    import ray
+
+    return str(ray.get_runtime_context().gcs_address)
+
+
+def _sweep_placement_groups(address: str) -> set[str] | None:
     """Placement groups of this job that are not removed (None: no State API to ask)."""
     import ray
     from ray.util.state import list_placement_groups
 
     try:
         groups = list_placement_groups(
+            address=address,
             filters=[("creator_job_id", "=", ray.get_runtime_context().get_job_id())],
             limit=10_000,
             raise_on_missing_output=False,
@@ -294,7 +280,7 @@ def _sweep_placement_groups() -> set[str] | None:
     return {g.placement_group_id for g in groups if g.state != "REMOVED"}
 
 
-def _reap_placement_groups(before: set[str] | None) -> int:
+def _reap_placement_groups(before: set[str] | None, address: str) -> int:
     """Remove the worker placement groups that trials stopped during start-up left behind.
 
     Ray 2.60: a trial stopped (by the budget, say) while its Train controller is still starting
@@ -306,13 +292,36 @@ def _reap_placement_groups(before: set[str] | None) -> int:
     from ray._raylet import PlacementGroupID
     from ray.util.placement_group import PlacementGroup, remove_placement_group
 
-    after = _sweep_placement_groups()
+    after = _sweep_placement_groups(address)
     if before is None or after is None:
         return 0
     leaked = after - before
     for pg_id in leaked:
         remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg_id)))
     return len(leaked)
+
+
+def _records(grid: Any, books: SweepBooks) -> list[TrialRecord]:
+    """One record per trial the books saw, with Tune's final config, metrics and checkpoint."""
+    from_tune: dict[str, Any] = {}
+    for result in (grid[i] for i in range(len(grid))):
+        trial_id = (result.metrics or {}).get("trial_id")
+        if trial_id is not None:
+            from_tune[str(trial_id)] = result
+    records = []
+    for trial_id in books.facts:
+        result = from_tune.get(trial_id)
+        records.append(
+            books.record(
+                trial_id,
+                config=result.config if result is not None and result.config else None,
+                metrics=result.metrics if result is not None and result.metrics else None,
+                checkpoint=result.checkpoint.path
+                if result is not None and result.checkpoint
+                else None,
+            )
+        )
+    return records
 
 
 def run_sweep(
@@ -328,197 +337,193 @@ def run_sweep(
     from ray import tune
 
     from ray_ml.data import prepare_data
-    from ray_ml.train._run import run_training
+    from ray_ml.train import run_training
+    from ray_ml.tune._hooks import BooksCallback, BudgetStopper, RecordingScheduler, attach_books
 
     t0 = time.perf_counter()
     t = cfg.tune
     space = space or load_space(t.space, base=cfg)
     catalog = PriceCatalog.from_config(cfg.cost)
     budget = Budget.from_config(t)
-    storage = Path(cfg.storage_path).resolve()
-    sweep_name = f"{cfg.name}-sweep"
-    sweep_dir = storage / sweep_name
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    state_path = sweep_dir / "sweep_state.json"
-    tune_path = storage / "tune"
-    exp_dir = tune_path / sweep_name
+    layout = SweepLayout(Path(cfg.storage_path).resolve(), cfg.name)
+    layout.sweep_dir.mkdir(parents=True, exist_ok=True)
     if not t.resume:  # a fresh sweep: nothing of an earlier one with this name carries over
-        shutil.rmtree(exp_dir, ignore_errors=True)
-        state_path.unlink(missing_ok=True)
-    prior = json.loads(state_path.read_text()) if (t.resume and state_path.exists()) else {}
-    prior_usd = float(prior.get("prior_usd", 0.0)) + sum(
-        float(c.get("billed_usd", 0.0)) for c in prior.get("costs", [])
-    )
+        shutil.rmtree(layout.experiment, ignore_errors=True)
+        layout.state.unlink(missing_ok=True)
 
-    prepared = prepared or prepare_data(cfg.data, cfg.seed, storage / cfg.name / "data")
-    # Materialized once, before any trial holds CPUs: trials then need no Ray Data tasks.
-    prepared.splits.train = prepared.splits.train.materialize()
-    prepared.splits.validation = prepared.splits.validation.materialize()
+    def resources_of(config: Mapping[str, Any]) -> dict[str, float]:
+        return scaling_resources(apply_params(cfg, config))
 
-    meter = CostMeter(catalog, clock=time.time)
-    callback, stopper = _make_callback_and_stopper(
-        meter, budget, t.max_t, prior_usd, state_path, _scaling_resources(cfg)
+    books = SweepBooks.open(catalog, budget, t.max_t, layout, resources_of, resume=t.resume)
+
+    prepared = prepared or prepare_data(cfg.data, cfg.seed, layout.storage / cfg.name / "data")
+    # Prepared (oversampled if configured) and materialized once, before any trial holds CPUs:
+    # trials then need no Ray Data tasks.
+    inputs = fit_inputs(cfg, prepared, prepared.splits.train, prepared.splits.validation)
+    counts = class_counts(prepared, train_parts(prepared))
+    in_trial = trains_in_trial(cfg) and all(
+        not k.startswith("scaling.num_workers") for k in space.keys
     )
+    # Reused actors are safe for trials that train in their own process, unless the scheduler
+    # pauses trials (HyperBand, median): Ray 2.60 then logged one trial's results into another
+    # reused trial's files (seen here), so pausing schedulers get a fresh actor per trial.
+    pauses = str(t.scheduler) in ("hyperband", "median")
+    reuse = t.reuse_actors if t.reuse_actors is not None else (in_trial and not pauses)
     trainable = tune.with_resources(
-        tune.with_parameters(train_driver_fn, base=cfg, prepared=prepared, catalog=catalog),
-        # The trial only drives Train; its workers hold the CPUs. Tune wants a non-empty bundle:
-        # one byte of memory reserves nothing that matters and leaves every CPU to the workers.
-        {"cpu": 0, "memory": 1},
+        tune.with_parameters(
+            train_driver_fn,
+            base=cfg,
+            prepared=prepared,
+            inputs=inputs,
+            counts=counts,
+            catalog=catalog,
+        ),
+        _trial_resources(cfg),
     )
-    from ray_ml.tracking import log_sweep, mlflow_callback
+    from ray_ml.tune._tracking import log_sweep, mlflow_callback
 
     tracker = mlflow_callback(cfg)  # before any trial spends money: a down server fails here
-    run_config = tune.RunConfig(
-        name=sweep_name,
-        storage_path=str(tune_path),
-        stop=stopper,
-        callbacks=[callback] + ([tracker] if tracker is not None else []),
-        failure_config=tune.FailureConfig(max_failures=max(cfg.train.max_failures, 0)),
-        verbose=1,
-    )
+    callback = BooksCallback(books, progress=os.environ.get("RAY_ML_PROGRESS", "1") != "0")
+    stopper = BudgetStopper(books)
+    callbacks = [callback] + ([tracker] if tracker is not None else [])
     # Tune saves its experiment state on an adaptive period; trials here last seconds to
     # minutes, so save at least every second: a killed driver then loses at most the trials
     # that finished in its last second, which the resumed sweep reruns.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-    if t.resume and tune.Tuner.can_restore(str(exp_dir)):
+    exp_dir = str(layout.experiment)
+    if t.resume and tune.Tuner.can_restore(exp_dir):
         tuner = tune.Tuner.restore(
-            str(exp_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
+            exp_dir, trainable=trainable, resume_unfinished=True, resume_errored=True
         )
+        # Ray 2.60: `Tuner.restore` unpickles the RunConfig, scheduler and search algorithm of
+        # the sweep's first start (tuner.pkl), callbacks and stopper included; give them this
+        # driver's books, or the resumed sweep would meter nothing.
+        internal = tuner._local_tuner
+        assert internal is not None  # a local (not Ray Client) driver
+        restored = internal.get_run_config()
+        restored.callbacks = callbacks
+        restored.stop = stopper
+        tune_cfg = internal._tune_config
+        attach_books(books, tune_cfg.search_alg, tune_cfg.scheduler)
     else:
+        concurrency = _max_concurrent(cfg)
+        multi = str(t.searcher) == "optuna_nsga2"
         tuner = tune.Tuner(
             trainable,
             param_space=space.to_tune(),
             tune_config=tune.TuneConfig(
-                metric=t.metric,
-                mode=str(t.mode),
-                search_alg=_searcher(cfg, space),
-                scheduler=_scheduler(cfg),
+                # None with NSGA-II: Tune would replace its two objectives with this one.
+                metric=None if multi else t.metric,
+                mode=None if multi else str(t.mode),
+                search_alg=_search_alg(cfg, space, books, concurrency),
+                scheduler=RecordingScheduler(_scheduler(cfg, with_metric=multi), books),
                 num_samples=t.num_samples,
-                max_concurrent_trials=_max_concurrent(cfg),
-                reuse_actors=t.reuse_actors,
+                reuse_actors=reuse,
             ),
-            run_config=run_config,
+            run_config=tune.RunConfig(
+                name=layout.sweep_name,
+                storage_path=str(layout.tune_root),
+                stop=stopper,
+                callbacks=callbacks,
+                failure_config=tune.FailureConfig(max_failures=max(cfg.train.max_failures, 0)),
+                verbose=1,
+            ),
         )
-    groups_before = _sweep_placement_groups()
+    state_api = _state_api_address()
+    groups_before = _sweep_placement_groups(state_api)
     grid = tuner.fit()
-    reaped = _reap_placement_groups(groups_before)
+    books.close()  # trials Tune stopped without telling its callbacks (budget stops)
+    reaped = _reap_placement_groups(groups_before, state_api)
 
-    records = []
-    for result in (grid[i] for i in range(len(grid))):
-        trial_id = str(result.metrics.get("trial_id")) if result.metrics else None
-        if trial_id is None:
-            continue
-        rec = callback.records.get(
-            trial_id,
-            {
-                "status": "failed" if result.error else "completed",
-                "iterations": 0,
-                "pruned_at_rung": None,
-            },
-        )
-        cost = meter.trial_cost(trial_id) if trial_id in meter.trial_ids else None
-        metrics = {
-            k: v
-            for k, v in (result.metrics or {}).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-        records.append(
-            {
-                "trial_id": trial_id,
-                "status": rec["status"],
-                "config": {k: v for k, v in (result.config or {}).items()},
-                "metrics": metrics,
-                "iterations": rec["iterations"],
-                "pruned_at_rung": rec["pruned_at_rung"],
-                "cost_usd": cost.billed_usd if cost else metrics.get("cost_usd", 0.0),
-                "algorithmic_cost_usd": cost.algorithmic_usd if cost else None,
-                "waste_usd": cost.waste_usd if cost else 0.0,
-                "wall_s": cost.held_s if cost else None,
-                "latency_ms": None,
-                "checkpoint": result.checkpoint.path if result.checkpoint else None,
-            }
-        )
+    trial_records = _records(grid, books)
+    books.save(force=True)
+    records = [r.to_dict() for r in trial_records]
     board = Leaderboard(records, t.metric, str(t.mode))
-    board.to_parquet(sweep_dir / "leaderboard.parquet")
-    board.to_csv(sweep_dir / "leaderboard.csv")
+    board.to_parquet(layout.leaderboard)
+    board.to_csv(layout.leaderboard_csv)
     print(board, flush=True)
     front = pareto_front(records, default_objectives(t.metric, str(t.mode)))
-    totals = meter.total()
+    totals = books.meter.total()
+    statuses = [r["status"] for r in records]
+    summary: dict[str, Any] = {
+        "job": "tune",
+        "name": cfg.name,
+        "best": None,
+        "cost_usd": round(totals.billed_usd, 6),
+        "algorithmic_cost_usd": round(totals.algorithmic_usd, 6),
+        "waste_usd": round(totals.waste_usd, 6),
+        "budget_usd": budget.usd,
+        "stop_reason": books.stop_reason,
+        "resumes": books.resumes,
+        "trains_in_trial": in_trial,
+        "reaped_placement_groups": reaped,
+        "trials": len(records),
+        "pruned": statuses.count("pruned"),
+        "status_counts": {s: statuses.count(s) for s in sorted(set(statuses))},
+        "pareto": [
+            {
+                "trial_id": r["trial_id"],
+                t.metric: r["metrics"].get(t.metric),
+                "cost_usd": r["cost_usd"],
+                "latency_ms": r["latency_ms"],
+            }
+            for r in front
+        ],
+        "leaderboard": str(layout.leaderboard),
+        "prices": {
+            "illustrative": catalog.illustrative,
+            "read_on": catalog.prices_read_on,
+            "pricing": str(cfg.cost.pricing),
+        },
+    }
     try:
         winner = choose_winner(
             records, str(t.winner_rule), t.metric, str(t.mode), t.winner_eps, t.latency_bound_ms
         )
     except NoWinnerError as exc:
-        if stopper.reason is None:
+        if books.stop_reason is None:
             raise
         # The budget ran out before any trial finished: say so, with what was spent.
-        summary = {
-            "job": "tune",
-            "name": cfg.name,
-            "best": None,
-            "why": str(exc),
-            "cost_usd": round(totals.billed_usd + prior_usd, 6),
-            "budget_usd": budget.usd,
-            "stop_reason": stopper.reason,
-            "trials": len(records),
-            "pruned": 0,
-            "pareto": [],
-        }
+        summary.update({"why": str(exc), "wall_s": round(time.perf_counter() - t0, 3)})
         summary["mlflow_run_id"] = log_sweep(cfg, summary, records)
-        (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        layout.summary.write_text(json.dumps(summary, indent=2, default=str))
         return summary
     best_cfg = apply_params(cfg, winner.record["config"])
-    final = run_training(best_cfg, prepared=prepared, run_name=f"{cfg.name}-winner")
+    # A winner that trained every epoch already is the full-fidelity model: bundle its own
+    # checkpoint instead of paying for the same training again.
+    done = books.facts[winner.trial_id].training_done and winner.record.get("checkpoint")
+    final = run_training(
+        best_cfg,
+        prepared=prepared,
+        run_name=f"{cfg.name}-winner",
+        from_checkpoint=str(winner.record["checkpoint"]) if done else None,
+    )
     from ray_ml.registry import Registry
 
     version = Registry(cfg.serve.registry_root).register(
         final["bundle"],
         cfg.name,
         aliases=["candidate"],
-        reason=f"sweep {sweep_name} winner {winner.trial_id}",
+        reason=f"sweep {layout.sweep_name} winner {winner.trial_id}",
     )
-    registered = {"model": cfg.name, "version": version.version, "alias": "candidate"}
-    summary = {
-        "job": "tune",
-        "name": cfg.name,
-        "best": {
-            "trial_id": winner.trial_id,
-            "config": winner.record["config"],
-            t.metric: winner.value,
-            "rule": winner.reason,
-        },
-        "cost_usd": round(totals.billed_usd + prior_usd, 6),
-        "waste_usd": round(totals.waste_usd, 6),
-        "budget_usd": budget.usd,
-        "stop_reason": stopper.reason,
-        "reaped_placement_groups": reaped,
-        "trials": len(records),
-        "pruned": sum(1 for r in records if r["status"] == "pruned"),
-        "status_counts": {
-            s: sum(1 for r in records if r["status"] == s)
-            for s in sorted({r["status"] for r in records})
-        },
-        "pareto": [
-            {
-                "trial_id": r["trial_id"],
-                t.metric: r["metrics"].get(t.metric),
-                "cost_usd": r["cost_usd"],
-            }
-            for r in front
-        ],
-        "leaderboard": str(sweep_dir / "leaderboard.parquet"),
-        "winner_metrics": final["metrics"],
-        "bundle": final["bundle"],
-        "registered": registered,
-        "prices": {
-            "illustrative": catalog.illustrative,
-            "read_on": catalog.prices_read_on,
-            "pricing": str(cfg.cost.pricing),
-        },
-        "wall_s": round(time.perf_counter() - t0, 3),
-    }
+    summary.update(
+        {
+            "best": {
+                "trial_id": winner.trial_id,
+                "config": winner.record["config"],
+                t.metric: winner.value,
+                "latency_ms": winner.record.get("latency_ms"),
+                "rule": winner.reason,
+            },
+            "winner_metrics": final["metrics"],
+            "winner_retrained": not done,
+            "bundle": final["bundle"],
+            "registered": {"model": cfg.name, "version": version.version, "alias": "candidate"},
+            "wall_s": round(time.perf_counter() - t0, 3),
+        }
+    )
     summary["mlflow_run_id"] = log_sweep(cfg, summary, records)
-    (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    layout.summary.write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REPO
@@ -29,6 +30,9 @@ def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(tmp_path:
         f"storage_path={tmp_path}",
         "tune.num_samples=4",
         "tune.max_concurrent_trials=1",
+        "train.epochs=6",
+        "tune.max_t=6",
+        "train.batch_size=8",
     ]
     env = {**os.environ, "RAY_ML_PROGRESS": "0"}
     env.pop("RAY_ADDRESS", None)
@@ -44,38 +48,144 @@ def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(tmp_path:
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            if state.exists() and len(json.loads(state.read_text())["records"]) >= 2:
+            facts = json.loads(state.read_text())["facts"] if state.exists() else {}
+            if sum(1 for f in facts.values() if f["ended"]) >= 2:
                 break
             assert driver.poll() is None, "the sweep ended before it could be killed"
             time.sleep(0.5)
         else:
             pytest.fail("no two trials finished in time")
-        time.sleep(3)  # Tune saves its experiment state every second (TUNE_GLOBAL_CHECKPOINT_S)
+        time.sleep(1.5)  # Tune saves its experiment state every second (TUNE_GLOBAL_CHECKPOINT_S)
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, no cleanup
         driver.wait(30)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
-    finished = json.loads(state.read_text())["records"]
-    trial_runs = {p.name for p in (tmp_path / "ray_train").iterdir()}
+    finished = {
+        tid for tid, f in json.loads(state.read_text())["facts"].items() if f["ended"]
+    }
+    lines_before = _result_lines(tmp_path)
 
     res = run(*args, "tune.resume=true")
     assert res.returncode == 0, res.stderr[-3000:]
     summary = last_json(res.stdout)
     assert summary["trials"] == 4
+    lines_after = _result_lines(tmp_path)
     for trial_id in finished:
-        # a finished trial keeps its one Train run: nothing under its name was started again
-        runs = [
-            name
-            for name in (p.name for p in (tmp_path / "ray_train").iterdir())
-            if name.startswith(f"trial_{trial_id}-")
-        ]
-        assert len(runs) == 1 and runs[0] in trial_runs
-        checkpoints = [
-            p for p in (tmp_path / "ray_train" / runs[0]).glob("checkpoint_*") if p.is_dir()
-        ]
-        assert len(checkpoints) == 1  # debug=tiny: one epoch, one checkpoint, not two
+        # a finished trial is not trained again: Tune wrote no new result for it
+        assert lines_after[trial_id] == lines_before[trial_id]
     assert summary["cost_usd"] > 0
+
+
+def _result_lines(storage: Path) -> dict[str, int]:
+    """Trial id -> results Tune wrote for it (its own result files)."""
+    out = {}
+    for path in (storage / "tune").glob("*/*/result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if rows:
+            out[rows[0]["trial_id"]] = len(rows)
+    return out
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        args,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _kill_when(driver: subprocess.Popen, state: Path, ended: int) -> dict:
+    """SIGKILL the driver's whole process tree once `ended` trials have ended; the state then."""
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if state.exists():
+                books = json.loads(state.read_text())
+                done = [f for f in books["facts"].values() if f["ended"]]
+                running = [f for f in books["facts"].values() if not f["ended"] and f["report_usd"]]
+                if len(done) >= ended and running:
+                    time.sleep(1.5)  # the books save at least every second
+                    seen = json.loads(state.read_text())
+                    os.killpg(driver.pid, signal.SIGKILL)  # no cleanup, Ray included
+                    driver.wait(30)
+                    return seen
+            assert driver.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.2)
+        pytest.fail(f"{ended} trials did not end in time")
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    return {}
+
+
+def _billed(state: dict) -> float:
+    return sum(c["billed_usd"] for c in state["costs"])
+
+
+@pytest.mark.slow
+def test_a_budgeted_sweep_killed_twice_keeps_its_books(tmp_path: Path) -> None:
+    from ray_ml.config import load_config
+    from ray_ml.cost import PriceCatalog
+
+    overrides = [
+        "experiment=demo",
+        "debug=tiny",
+        f"storage_path={tmp_path}",
+        "cost=aws_illustrative",
+        "tune.scheduler=fifo",
+        "tune.num_samples=16",
+        "tune.max_concurrent_trials=2",
+        "train.epochs=6",
+        "tune.max_t=6",
+        "train.batch_size=8",
+    ]
+    rate = PriceCatalog.from_config(load_config("tune", overrides).cost).price_of({"CPU": 1.0})
+    budget = rate * 40 / 3600  # 40 CPU-seconds: fewer than 16 trials' worth
+    args = [sys.executable, "-m", "jobs.tune", *overrides, f"tune.budget_usd={budget}"]
+    env = {**os.environ, "RAY_ML_PROGRESS": "0"}
+    env.pop("RAY_ADDRESS", None)
+    state = tmp_path / "demo-sweep" / "sweep_state.json"
+
+    first = _kill_when(_start(args, env), state, ended=2)
+    second = _kill_when(
+        _start([*args, "tune.resume=true"], env),
+        state,
+        ended=len([f for f in first["facts"].values() if f["ended"]]) + 2,
+    )
+    assert _billed(second) > _billed(first)  # the resumed driver carried the books on
+    res = run(*args, "tune.resume=true")
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = last_json(res.stdout)
+    assert summary["resumes"] == 2
+    final = json.loads(state.read_text())
+    # every dollar before each crash is still there, and the total is the trials' held time
+    assert summary["cost_usd"] >= _billed(second) - 1e-9
+    board = {r["trial_id"]: r for r in pq.read_table(summary["leaderboard"]).to_pylist()}
+    assert summary["cost_usd"] == pytest.approx(
+        sum(r["wall_s"] for r in board.values()) * rate / 3600, rel=0.02
+    )
+    # statuses against Tune's own result files: a trial that trained every epoch completed,
+    # every other one was stopped by the budget (FIFO prunes nothing)
+    for path in (tmp_path / "tune").glob("*/*/result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if not rows:
+            continue
+        record = board[rows[0]["trial_id"]]
+        finished = rows[-1]["training_done"]
+        assert record["status"] == ("completed" if finished else "budget_stopped"), record
+        # the books cannot bill a trial for less time than Tune saw it train
+        assert record["wall_s"] >= rows[-1]["time_total_s"] * 0.99
+    interval = max(
+        (f["report_usd"][-1] - f["report_usd"][0]) / max(len(f["report_usd"]) - 1, 1)
+        for f in final["facts"].values()
+        if f["report_usd"]
+    )
+    assert summary["cost_usd"] <= budget + interval
+    assert "budget_usd" in summary["stop_reason"]
 
 
 def test_hydra_multirun_with_the_ray_tune_sweeper_is_one_sweep(tmp_path: Path) -> None:
