@@ -85,7 +85,7 @@ def compare(
     from ray_ml.cluster import start_ray
     from ray_ml.config import load_config
     from ray_ml.data import prepare_data
-    from ray_ml.tune._sweep import run_sweep
+    from ray_ml.tune import run_sweep
 
     out: dict[str, Any] = {}
     storage = Path(tempfile.mkdtemp(prefix="bench_tune_"))
@@ -217,8 +217,7 @@ def trials(n: int, epochs: int) -> dict[str, Any]:
     from ray_ml.cost import PriceCatalog
     from ray_ml.data import prepare_data
     from ray_ml.train import output_size
-    from ray_ml.tune import SearchSpace
-    from ray_ml.tune._sweep import run_sweep
+    from ray_ml.tune import SearchSpace, run_sweep
 
     storage = Path(tempfile.mkdtemp(prefix="bench_tune_trials_"))
     batch = 64

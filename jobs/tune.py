@@ -5,7 +5,7 @@ from omegaconf import DictConfig
 
 from ray_ml._entry import run_job
 from ray_ml.config import register_configs
-from ray_ml.tune._sweep import run_tune_job
+from ray_ml.tune import run_tune_job
 
 register_configs()
 

@@ -92,7 +92,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     from ray_ml.config import load_config
-    from ray_ml.tune._sweep import run_tune_job
+    from ray_ml.tune import run_tune_job
 
     overrides = list(args.overrides) + (["tune.resume=true"] if args.resume else [])
     _emit(run_tune_job(load_config("tune", overrides)))
@@ -101,7 +101,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from ray_ml.cluster import start_ray, stop_ray
-    from ray_ml.train._batch import batch_predict
+    from ray_ml.train import batch_predict
 
     handle = start_ray(num_cpus=args.num_cpus, object_store_mb=args.object_store_mb)
     try:
@@ -112,7 +112,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from ray_ml.cluster._jobs import job_client, submit_job, wait_for_job
+    from ray_ml.cluster import job_client, submit_job, wait_for_job
 
     env: dict[str, str] = {}
     for item in args.env:
@@ -141,7 +141,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from ray_ml.cluster._jobs import job_client, job_summary, wait_for_job
+    from ray_ml.cluster import job_client, job_summary, wait_for_job
 
     client = job_client(args.address, args.token)
     if args.jobs_verb == "list":
@@ -224,7 +224,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 # -- cluster ----------------------------------------------------------------------------------------
 def _cluster(args: argparse.Namespace) -> int:
-    from ray_ml.cluster._launch import (
+    from ray_ml.cluster import (
         check_kuberay_manifest,
         check_launcher_yaml,
         cluster_down,

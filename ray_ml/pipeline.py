@@ -134,13 +134,11 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     from ray import serve
 
     from ray_ml.cluster import start_ray, stop_ray
-    from ray_ml.data import prepare_data
-    from ray_ml.data._prepare import write_data_artifacts
+    from ray_ml.data import prepare_data, write_data_artifacts
     from ray_ml.registry import Registry
     from ray_ml.report import build_report
     from ray_ml.serve import deploy, serve_token
-    from ray_ml.tune import load_space
-    from ray_ml.tune._sweep import run_sweep
+    from ray_ml.tune import load_space, run_sweep
 
     t0 = time.perf_counter()
     storage = Path(cfg.storage_path).resolve()

@@ -77,7 +77,7 @@ class RayJobsLauncher(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        from ray_ml.cluster._jobs import TERMINAL, job_client, job_summary, submit_job
+        from ray_ml.cluster import TERMINAL, job_client, job_summary, submit_job
 
         assert self.config is not None and self.hydra_context is not None
         job = self.job or str(self.config.hydra.job.name)

@@ -77,8 +77,7 @@ class RayTuneSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         from ray_ml.config import to_run_config
         from ray_ml.errors import RayMLError
-        from ray_ml.tune import SearchSpace
-        from ray_ml.tune._sweep import run_tune_job
+        from ray_ml.tune import SearchSpace, run_tune_job
 
         assert self.config is not None and self.hydra_context is not None
         data, plain = space_from_overrides(arguments)

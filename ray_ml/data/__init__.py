@@ -1,6 +1,14 @@
 """Data layer: sources, contracts and validation, splits, preprocessing, fingerprints."""
 
-from ray_ml.data._checks import REASON_COLUMN, WARNINGS_COLUMN, check_table, row_hashes
+from ray_ml.data._blocks import map_blocks
+from ray_ml.data._checks import (
+    RAW_COLUMN,
+    REASON_COLUMN,
+    ROW_HASH_COLUMN,
+    WARNINGS_COLUMN,
+    check_table,
+    row_hashes,
+)
 from ray_ml.data._contract import (
     ColumnRole,
     ColumnSpec,
@@ -17,6 +25,7 @@ from ray_ml.data._prepare import (
     preprocessing_kwargs,
     resolve_contract,
     run_data_job,
+    write_data_artifacts,
 )
 from ray_ml.data._preprocess import Preprocessor, fit_preprocessor, fit_preprocessor_table
 from ray_ml.data._sources import (
@@ -30,7 +39,9 @@ from ray_ml.data._split import Splits, split_dataset
 from ray_ml.data._validate import CheckedData, ValidationReport, check_sources
 
 __all__ = [
+    "RAW_COLUMN",
     "REASON_COLUMN",
+    "ROW_HASH_COLUMN",
     "WARNINGS_COLUMN",
     "CheckedData",
     "ColumnRole",
@@ -50,6 +61,7 @@ __all__ = [
     "fit_preprocessor",
     "fit_preprocessor_table",
     "infer_contract",
+    "map_blocks",
     "prepare_data",
     "preprocessing_kwargs",
     "read_sample",
@@ -60,4 +72,5 @@ __all__ = [
     "row_hashes",
     "source_contract",
     "split_dataset",
+    "write_data_artifacts",
 ]

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ray_ml.errors import RayMLError
-from ray_ml.tune._results import finite_number as number
-from ray_ml.tune._results import flatten_mapping
+from ray_ml.tune import finite_number as number
+from ray_ml.tune import flatten_mapping
 
 __all__ = ["Experiment", "Trial", "load_experiment"]
 

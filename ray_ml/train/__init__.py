@@ -1,5 +1,6 @@
 """Training on Ray Train (PyTorch DDP, distributed XGBoost), metrics, model bundles, prediction."""
 
+from ray_ml.train._batch import batch_predict
 from ray_ml.train._bundle import (
     BUNDLE_FORMAT_VERSION,
     MODEL_KINDS,
@@ -38,6 +39,7 @@ __all__ = [
     "BUNDLE_FORMAT_VERSION",
     "MODEL_KINDS",
     "Bundle",
+    "batch_predict",
     "FitInputs",
     "LoopSession",
     "MetricAccumulator",

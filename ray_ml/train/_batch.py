@@ -14,15 +14,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ray_ml.data._blocks import map_blocks
-from ray_ml.data._checks import (
+from ray_ml.data import (
     RAW_COLUMN,
     REASON_COLUMN,
     ROW_HASH_COLUMN,
     WARNINGS_COLUMN,
     check_table,
+    map_blocks,
+    read_source,
 )
-from ray_ml.data._sources import read_source
 from ray_ml.train._bundle import load_bundle
 from ray_ml.train._predictor import Predictor
 

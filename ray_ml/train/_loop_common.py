@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ray_ml.data import Preprocessor
-from ray_ml.data._checks import ROW_HASH_COLUMN
+from ray_ml.data import ROW_HASH_COLUMN, Preprocessor
 
 __all__ = ["LATENCY_ROWS", "LoopSpec", "latency_ms_per_1k", "maybe_chaos_kill", "validation_part"]
 

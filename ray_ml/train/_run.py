@@ -27,14 +27,14 @@ import pyarrow as pa
 
 from ray_ml.config import run_config_to_dict
 from ray_ml.data import (
+    ROW_HASH_COLUMN,
     PreparedData,
     Preprocessor,
     fit_preprocessor,
+    map_blocks,
     prepare_data,
     preprocessing_kwargs,
 )
-from ray_ml.data._blocks import map_blocks
-from ray_ml.data._checks import ROW_HASH_COLUMN
 from ray_ml.errors import RayMLError
 from ray_ml.train._bundle import reference_stats, write_bundle
 from ray_ml.train._loop_common import LoopSpec

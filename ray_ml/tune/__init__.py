@@ -16,6 +16,7 @@ Example:
 
 from typing import TYPE_CHECKING, Any
 
+from ray_ml.tune._books import SweepBooks, SweepLayout, TrialRecord
 from ray_ml.tune._results import (
     ELIGIBLE_STATUSES,
     Leaderboard,
@@ -24,6 +25,8 @@ from ray_ml.tune._results import (
     choose_winner,
     default_objectives,
     eligible,
+    finite_number,
+    flatten_mapping,
     pareto_front,
 )
 from ray_ml.tune._space import (
@@ -38,15 +41,22 @@ from ray_ml.tune._space import (
 
 if TYPE_CHECKING:
     from ray_ml.tune._cost_aware import DEFAULT_COST_HINTS, CostAwareSearcher
+    from ray_ml.tune._sweep import run_sweep, run_tune_job
 
-_LAZY = {"CostAwareSearcher", "DEFAULT_COST_HINTS"}  # they import ray.tune
+# Imported on first use: they import ray.tune (and the sweep imports torch through train).
+_LAZY = {
+    "CostAwareSearcher": "_cost_aware",
+    "DEFAULT_COST_HINTS": "_cost_aware",
+    "run_sweep": "_sweep",
+    "run_tune_job": "_sweep",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from ray_ml.tune import _cost_aware
+        import importlib
 
-        return getattr(_cost_aware, name)
+        return getattr(importlib.import_module(f"ray_ml.tune.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -59,13 +69,20 @@ __all__ = [
     "NoWinnerError",
     "Param",
     "SearchSpace",
+    "SweepBooks",
+    "SweepLayout",
+    "TrialRecord",
     "Winner",
     "apply_params",
     "available_spaces",
     "choose_winner",
     "default_objectives",
     "eligible",
+    "finite_number",
+    "flatten_mapping",
     "load_space",
     "pareto_front",
+    "run_sweep",
+    "run_tune_job",
     "tunable_keys",
 ]

@@ -175,3 +175,14 @@ def test_hydra_ray_jobs_launcher_submits_each_combination_and_reports_failures(
     # The failure is reported, and fails the multirun.
     assert res.returncode != 0
     assert "FAILED" in res.stderr and "data.max_reject_rate" in res.stderr
+
+
+def test_state_api_calls_name_their_ray_when_two_run_on_the_machine(
+    head: Head, ray_session: None
+) -> None:
+    # Two Rays on this machine: the head above and the session's own. A State API call that
+    # looks for "the" Ray fails ("Found multiple active Ray instances"); the sweep's reaper
+    # then silently reaped nothing. With the driver's own address it answers.
+    from ray_ml.tune._sweep import _state_api_address, _sweep_placement_groups
+
+    assert _sweep_placement_groups(_state_api_address()) is not None

@@ -171,3 +171,38 @@ def test_kfold_cross_validation_reports_mean_and_spread(tmp_path: Path) -> None:
     assert len(cv["folds"]) == 3 and cv["std"] >= 0
     assert cv["mean"] == pytest.approx(sum(cv["folds"]) / 3)
     assert summary["metrics"]["validation"]["support"] > 0  # fold 0 is the main run's validation
+
+
+def test_kfold_fits_preprocessing_and_class_statistics_on_each_folds_training_part(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from ray_ml.data import Preprocessor
+
+    cfg = config(tmp_path, "data.kfold=3", "scaling.num_workers=1", "model=xgboost")
+    summary = run_training(cfg)
+    assert set(summary["metrics"]["cv"]["val_loss"]) == {"mean", "std", "folds"}
+    prepared = prepare_data(cfg.data, cfg.seed, tmp_path / "again")  # same seed: same folds
+    label = prepared.contract.label
+    folds = [
+        pa.concat_tables(list(f.iter_batches(batch_format="pyarrow", batch_size=None)))
+        for f in prepared.splits.folds
+    ]
+    feature = prepared.preprocessor.numeric[0].name
+    for i in range(3):
+        facts = tmp_path / cfg.name / "folds" / f"fold_{i}"
+        train = pa.concat_tables([t for j, t in enumerate(folds) if j != i])
+        fitted = Preprocessor.load(facts / "preprocessor.json")
+        # standard scaling: centred on the mean of this fold's training rows only
+        (spec,) = [f for f in fitted.numeric if f.name == feature]
+        values = np.asarray(train.column(feature).to_numpy(zero_copy_only=False), float)
+        assert spec.center == pytest.approx(float(np.nanmean(values)), rel=1e-6)
+        held_out = np.asarray(folds[i].column(feature).to_numpy(zero_copy_only=False), float)
+        if not np.isclose(np.nanmean(held_out), np.nanmean(values)):
+            # a fit that had seen the held-out fold would be centred elsewhere
+            everything = np.concatenate([values, held_out])
+            assert spec.center != pytest.approx(float(np.nanmean(everything)), rel=1e-9)
+        labels = train.column(label).to_pylist()
+        counts = json.loads((facts / "class_counts.json").read_text())
+        assert counts == [labels.count(c) for c in prepared.contract.classes]

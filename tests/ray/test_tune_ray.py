@@ -11,7 +11,7 @@ import pytest
 from ray_ml.config import load_config
 from ray_ml.cost import PriceCatalog
 from ray_ml.errors import ConfigError
-from ray_ml.tune._sweep import run_sweep, run_tune_job
+from ray_ml.tune import run_sweep, run_tune_job
 
 
 def config(tmp_path: Path, *overrides: str):
