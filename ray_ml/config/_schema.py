@@ -630,6 +630,9 @@ class TuneConfig(_Validated):
             best trial.
         latency_bound_ms: For `best_under_latency`: the bound on a trial's inference latency,
             in ms per 1,000 rows (measured on validation rows after training).
+        trial_workers: Train workers per trial; null: one when the training split has at most
+            `ONE_WORKER_ROWS` rows (DDP over several workers gains nothing on data one worker
+            holds, and a one-worker trial trains in its own process), else `scaling.num_workers`.
         reuse_actors: Reuse trial actors between trials (faster start, shared process state);
             null: on for trials that train in their own process (one worker), off for trials
             that host a Ray Train run.
@@ -655,6 +658,7 @@ class TuneConfig(_Validated):
     winner_rule: WinnerRule = WinnerRule.best
     winner_eps: float = 0.01
     latency_bound_ms: float | None = None
+    trial_workers: int | None = None
     reuse_actors: bool | None = None
     # Off by default: silently continuing an old sweep after its search space changed mixes
     # two experiments in one result table.
@@ -680,6 +684,7 @@ class TuneConfig(_Validated):
         self._optional_at_least("budget_trials", 1)
         self._at_least("winner_eps", 0.0)
         self._optional_positive("latency_bound_ms")
+        self._optional_at_least("trial_workers", 1)
         if self.winner_rule is WinnerRule.best_under_latency:
             self._require(
                 self.latency_bound_ms is not None,

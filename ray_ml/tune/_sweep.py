@@ -60,6 +60,20 @@ if TYPE_CHECKING:
 __all__ = ["run_sweep", "run_tune_job", "train_driver_fn", "trains_in_trial"]
 
 
+# Training splits up to this many rows are swept on one worker per trial (`tune.trial_workers`).
+ONE_WORKER_ROWS = 500_000
+
+
+def _trial_base(cfg: RunConfig, space: SearchSpace, train_rows: int) -> RunConfig:
+    """The config trials start from: `scaling.num_workers` sized to the data."""
+    workers = cfg.tune.trial_workers
+    if workers is None:
+        if "scaling.num_workers" in space.keys or train_rows > ONE_WORKER_ROWS:
+            return cfg
+        workers = 1
+    return dataclasses.replace(cfg, scaling=dataclasses.replace(cfg.scaling, num_workers=workers))
+
+
 def trains_in_trial(cfg: RunConfig) -> bool:
     """True when a trial with this config trains in its own process (one worker)."""
     return cfg.scaling.num_workers == 1
@@ -194,7 +208,8 @@ def _search_alg(cfg: RunConfig, space: SearchSpace, books: SweepBooks, concurren
     searcher = _searcher(cfg, space)
     inner: Any
     if searcher is None:
-        inner = BasicVariantGenerator(max_concurrent=concurrency)
+        # Seeded: the same config and seed sample the same trials.
+        inner = BasicVariantGenerator(max_concurrent=concurrency, random_state=cfg.seed)
     else:
         inner = SearchGenerator(ConcurrencyLimiter(searcher, max_concurrent=concurrency))
     return BudgetGate(inner, books)
@@ -351,17 +366,18 @@ def run_sweep(
         shutil.rmtree(layout.experiment, ignore_errors=True)
         layout.state.unlink(missing_ok=True)
 
-    def resources_of(config: Mapping[str, Any]) -> dict[str, float]:
-        return scaling_resources(apply_params(cfg, config))
-
-    books = SweepBooks.open(catalog, budget, t.max_t, layout, resources_of, resume=t.resume)
-
     prepared = prepared or prepare_data(cfg.data, cfg.seed, layout.storage / cfg.name / "data")
     # Prepared (oversampled if configured) and materialized once, before any trial holds CPUs:
     # trials then need no Ray Data tasks.
     inputs = fit_inputs(cfg, prepared, prepared.splits.train, prepared.splits.validation)
     counts = class_counts(prepared, train_parts(prepared))
-    in_trial = trains_in_trial(cfg) and all(
+    base = _trial_base(cfg, space, inputs.spec.train_rows)
+
+    def resources_of(config: Mapping[str, Any]) -> dict[str, float]:
+        return scaling_resources(apply_params(base, config))
+
+    books = SweepBooks.open(catalog, budget, t.max_t, layout, resources_of, resume=t.resume)
+    in_trial = trains_in_trial(base) and all(
         not k.startswith("scaling.num_workers") for k in space.keys
     )
     # Reused actors are safe for trials that train in their own process, unless the scheduler
@@ -372,18 +388,18 @@ def run_sweep(
     trainable = tune.with_resources(
         tune.with_parameters(
             train_driver_fn,
-            base=cfg,
+            base=base,
             prepared=prepared,
             inputs=inputs,
             counts=counts,
             catalog=catalog,
         ),
-        _trial_resources(cfg),
+        _trial_resources(base),
     )
     from ray_ml.tune._tracking import log_sweep, mlflow_callback
 
     tracker = mlflow_callback(cfg)  # before any trial spends money: a down server fails here
-    callback = BooksCallback(books, progress=os.environ.get("RAY_ML_PROGRESS", "1") != "0")
+    callback = BooksCallback(books)
     stopper = BudgetStopper(books)
     callbacks = [callback] + ([tracker] if tracker is not None else [])
     # Tune saves its experiment state on an adaptive period; trials here last seconds to
@@ -406,7 +422,7 @@ def run_sweep(
         tune_cfg = internal._tune_config
         attach_books(books, tune_cfg.search_alg, tune_cfg.scheduler)
     else:
-        concurrency = _max_concurrent(cfg)
+        concurrency = _max_concurrent(base)
         multi = str(t.searcher) == "optuna_nsga2"
         tuner = tune.Tuner(
             trainable,
@@ -456,6 +472,7 @@ def run_sweep(
         "stop_reason": books.stop_reason,
         "resumes": books.resumes,
         "trains_in_trial": in_trial,
+        "trial_workers": base.scaling.num_workers,
         "reaped_placement_groups": reaped,
         "trials": len(records),
         "pruned": statuses.count("pruned"),
@@ -488,7 +505,7 @@ def run_sweep(
         summary["mlflow_run_id"] = log_sweep(cfg, summary, records)
         layout.summary.write_text(json.dumps(summary, indent=2, default=str))
         return summary
-    best_cfg = apply_params(cfg, winner.record["config"])
+    best_cfg = apply_params(base, winner.record["config"])  # as the trial trained
     # A winner that trained every epoch already is the full-fidelity model: bundle its own
     # checkpoint instead of paying for the same training again.
     done = books.facts[winner.trial_id].training_done and winner.record.get("checkpoint")

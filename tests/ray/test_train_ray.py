@@ -173,6 +173,7 @@ def test_kfold_cross_validation_reports_mean_and_spread(tmp_path: Path) -> None:
     assert summary["metrics"]["validation"]["support"] > 0  # fold 0 is the main run's validation
 
 
+@pytest.mark.slow
 def test_kfold_fits_preprocessing_and_class_statistics_on_each_folds_training_part(
     tmp_path: Path,
 ) -> None:
