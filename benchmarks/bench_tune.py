@@ -10,8 +10,9 @@ Reported per method and seed: best validation loss at the budget, dollars spent,
 and whether the target loss was reached.
 
 `trials`: a sweep of real one-worker trials through `run_sweep` (each trains in its own
-trial process) against the same training (same MLP, data, epochs, batch size, optimizer, one
-CPU per trial, two at a time) as a plain Ray Tune function trainable, in one run. Both are
+trial process) against the same training loop (ray_ml's, same data, configs, checkpoints and
+reports, one CPU per trial, two at a time) in a plain Ray Tune function trainable, in one run:
+what the sweep's own machinery (books, budget gate, scheduler wrapper) costs per trial. Both are
 metered the same way: held seconds from Tune's trial start to its end x the catalog's price.
 Reported: median per-trial fixed overhead (held seconds minus the trial's own epoch seconds)
 and the ratio of total billed dollars (targets: <= 2 s; <= 1.2x).
@@ -146,32 +147,20 @@ def compare(
     }
 
 
-def _plain_trial(config: dict[str, Any], *, data: dict[str, Any], epochs: int, batch: int) -> None:
-    """The baseline: the same MLP and optimizer as a plain Tune function trainable."""
-    import numpy as np
-    import torch
-    from ray import tune
+def _plain_trial(config: dict[str, Any], *, cfg: Any, prepared: Any, inputs: Any) -> None:
+    """The baseline: ray_ml's own training loop in a plain Tune function trainable.
 
-    from ray_ml.train import build_mlp, loss_fn
+    Same loop, data, checkpoints and reports as a ray_ml trial; none of the sweep's books,
+    budget gate, scheduler wrapper or per-trial config handling.
+    """
+    from ray_ml.train import FitInputs, TrialSession, class_counts, loop_spec, run_loop, train_parts
+    from ray_ml.tune import apply_params
 
-    torch.manual_seed(config["seed"])
-    x, y, xv, yv = (torch.from_numpy(data[k]) for k in ("x", "y", "xv", "yv"))
-    model = build_mlp(**data["model_kwargs"])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    loss = loss_fn("binary", None)
-    rng = np.random.default_rng(config["seed"])
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        model.train()
-        for idx in np.array_split(rng.permutation(len(y)), max(1, len(y) // batch)):
-            opt.zero_grad(set_to_none=True)
-            out = loss(model(x[idx]), y[idx])
-            out.backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            val = float(loss(model(xv), yv))
-        tune.report({"epoch": epoch, "val_loss": val, "epoch_s": time.perf_counter() - t0})
+    trial_cfg = apply_params(cfg, config)
+    counts = class_counts(prepared, train_parts(prepared))
+    spec = loop_spec(trial_cfg, prepared, train_rows=inputs.spec.train_rows, counts=counts)
+    session = TrialSession({"train": inputs.train, "validation": inputs.validation})
+    run_loop(FitInputs(spec, inputs.train, inputs.validation), session)
 
 
 def _held_callback() -> Any:
@@ -207,8 +196,6 @@ def trials(n: int, epochs: int) -> dict[str, Any]:
     """`run_sweep` on one-worker trials vs a plain Tune function trainable; see the docstring."""
     import statistics
 
-    import numpy as np
-    import pyarrow as pa
     import pyarrow.parquet as pq
     from ray import tune
 
@@ -216,7 +203,7 @@ def trials(n: int, epochs: int) -> dict[str, Any]:
     from ray_ml.config import load_config
     from ray_ml.cost import PriceCatalog
     from ray_ml.data import prepare_data
-    from ray_ml.train import output_size
+    from ray_ml.train import fit_inputs
     from ray_ml.tune import SearchSpace, run_sweep
 
     storage = Path(tempfile.mkdtemp(prefix="bench_tune_trials_"))
@@ -237,7 +224,9 @@ def trials(n: int, epochs: int) -> dict[str, Any]:
             "train.lr_schedule=none",
             "train.early_stopping_patience=0",
             "model.hidden_sizes=[64]",
+            "tune.searcher=random",
             "tune.scheduler=fifo",
+            "tune.budget_usd=null",
             "tune.num_samples=1",
             "tune.max_concurrent_trials=2",
         ],
@@ -255,31 +244,13 @@ def trials(n: int, epochs: int) -> dict[str, Any]:
     ours_epochs = _epoch_seconds(storage / "tune" / "bench-trials-sweep")
     ours_overhead = [r["wall_s"] - ours_epochs.get(r["trial_id"], 0.0) for r in board]
 
-    def arrays(ds: Any) -> tuple[np.ndarray, np.ndarray]:
-        table = pa.concat_tables(list(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
-        return prepared.preprocessor.transform(table), prepared.preprocessor.labels(table)
-
-    x, y = arrays(prepared.splits.train)
-    xv, yv = arrays(prepared.splits.validation)
-    data = {
-        "x": x,
-        "y": y,
-        "xv": xv,
-        "yv": yv,
-        "model_kwargs": {
-            "num_features": prepared.preprocessor.num_features,
-            "num_outputs": output_size("binary", 2),
-            "hidden_sizes": [64],
-            "dropout": float(cfg.model.dropout),
-            "norm": str(cfg.model.norm),
-            "activation": str(cfg.model.activation),
-        },
-    }
+    inputs = fit_inputs(cfg, prepared, prepared.splits.train, prepared.splits.validation)
     held = _held_callback()
     t0 = time.perf_counter()
     tune.Tuner(
         tune.with_resources(
-            tune.with_parameters(_plain_trial, data=data, epochs=epochs, batch=batch), {"cpu": 1}
+            tune.with_parameters(_plain_trial, cfg=cfg, prepared=prepared, inputs=inputs),
+            {"cpu": 1},
         ),
         param_space={"seed": tune.grid_search(list(range(n)))},
         tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
