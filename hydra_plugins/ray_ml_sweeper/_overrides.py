@@ -63,6 +63,8 @@ LOG_INT_FIX = (
 )
 
 
+_SCHEMA_NODE = "schema"
+
 def _plain(value: Any) -> Any:
     # What `Override.value()` does for a single value: quoted strings become plain `str`.
     if isinstance(value, QuotedString):
@@ -113,10 +115,16 @@ def domain_from_override(override: Override) -> dict[str, list[Any]]:
                 "the overrides were parsed without a config loader. Fix: parse them with "
                 "`OverridesParser.create(config_loader=...)`."
             )
-        options = list(override.sweep_string_iterator())
+        # `GROUP/schema` is the typed schema ray_ml registers in Hydra's ConfigStore (see
+        # `ray_ml.config.register_configs`), not a choice a user sweeps over.
+        options = [o for o in override.sweep_string_iterator() if o != _SCHEMA_NODE]
         if not options:
             group = override.key_or_group
-            known = override.config_loader.get_group_options(group, ObjectType.CONFIG)
+            known = [
+                o
+                for o in override.config_loader.get_group_options(group, ObjectType.CONFIG)
+                if o != _SCHEMA_NODE
+            ]
             raise ConfigError(
                 f"sweep override {line!r} matches no option of the config group `{group}` "
                 f"(its options: {', '.join(known) if known else 'none: is it a group?'}). "

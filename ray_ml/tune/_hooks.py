@@ -33,6 +33,12 @@ from ray_ml.tune._books import SweepBooks
 __all__ = ["BooksCallback", "BudgetGate", "BudgetStopper", "RecordingScheduler", "attach_books"]
 
 
+# The books of the sweep this driver runs. Ray 2.60 also restores the stopper from Tune's own
+# experiment state (`TuneController.resume` updates its `__dict__` from it), where no one can
+# attach anything: an unpickled hook falls back to these.
+_CURRENT: SweepBooks | None = None
+
+
 class _Unpickled:
     """Holds the books without pickling them."""
 
@@ -45,9 +51,10 @@ class _Unpickled:
 
     @property
     def books(self) -> SweepBooks:
-        if self._books is None:
+        books = self._books or _CURRENT
+        if books is None:
             raise RuntimeError("no books attached: call attach_books(...) after Tuner.restore")
-        return self._books
+        return books
 
 
 class BooksCallback(_Unpickled, Callback):
@@ -255,7 +262,9 @@ class BudgetGate(_Unpickled, SearchAlgorithm):
 
 
 def attach_books(books: SweepBooks, *objects: Any) -> None:
-    """Give restored hooks (unpickled from `tuner.pkl`) the resumed driver's books."""
+    """Give restored hooks (unpickled from `tuner.pkl` or Tune's state) this driver's books."""
+    global _CURRENT
+    _CURRENT = books
     for obj in objects:
         if isinstance(obj, _Unpickled):
             obj._books = books

@@ -401,6 +401,7 @@ def run_sweep(
     tracker = mlflow_callback(cfg)  # before any trial spends money: a down server fails here
     callback = BooksCallback(books)
     stopper = BudgetStopper(books)
+    attach_books(books)  # also for hooks Tune unpickles from its own state on a resume
     callbacks = [callback] + ([tracker] if tracker is not None else [])
     # Tune saves its experiment state on an adaptive period; trials here last seconds to
     # minutes, so save at least every second: a killed driver then loses at most the trials

@@ -119,20 +119,22 @@ def _wait_job(head: Head, sid: str) -> dict[str, Any]:
 
 
 def _kill_node_of_a_train_worker(head: Head, head_node: str, storage: Path) -> str:
-    """SIGKILL the raylet (and everything under it) of a worker node running a Train worker,
-    once two trials are mid-training (one of them must be on a worker node: the head has 1 CPU).
-    A kill during worker start-up would only make Train retry the start, losing nothing."""
+    """SIGKILL the raylet (and everything under it) of a worker node running a trial's training
+    (a one-worker trial trains in its own Tune actor; a bigger one in Train workers), once two
+    trials are mid-training (one of them must be on a worker node: the head has 1 CPU)."""
     mid = [
         p
         for p in (storage / "tune").glob("*/*/result.json")
-        if 1 <= len(p.read_text().splitlines()) <= 5
+        if 1 <= len(p.read_text().splitlines()) <= 16
     ]
     if len(mid) < 2:
         return ""
     actors = [
         a
         for a in _state(head, "actors")
-        if a["state"] == "ALIVE" and "TrainWorker" in a["class_name"] and a["node_id"] != head_node
+        if a["state"] == "ALIVE"
+        and ("TrainWorker" in a["class_name"] or a["class_name"] == "ImplicitFunc")
+        and a["node_id"] != head_node
     ]
     if not actors:
         return ""
@@ -154,8 +156,11 @@ def test_sweep_scales_up_survives_a_lost_node_and_scales_down(head: Head, tmp_pa
         "debug=tiny",
         f"storage_path={tmp_path}",
         "tune.num_samples=3",
-        "tune.max_t=8",
-        "train.epochs=8",
+        "tune.max_t=24",  # long enough to be caught mid-training (one-worker trials are quick)
+        "train.epochs=24",
+        "train.batch_size=8",
+        "tune.searcher=random",
+        "tune.budget_usd=null",
         "tune.max_concurrent_trials=2",
         "train.max_failures=2",
         "tune.scheduler=fifo",  # every trial trains all its epochs: the node kill hits a live one

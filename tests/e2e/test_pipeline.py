@@ -79,8 +79,10 @@ def test_pipeline_killed_mid_sweep_resumes_without_rerunning_finished_trials(
         f"serve.port={free_port()}",
         f"cluster.temp_dir={temp_dir}",
         "tune.num_samples=4",
-        "tune.max_t=2",
-        "train.epochs=2",
+        "tune.max_t=6",  # one-worker trials are quick: long enough to be killed mid-sweep
+        "train.epochs=6",
+        "train.batch_size=8",
+        "tune.max_concurrent_trials=1",
     ]
     env = {**os.environ, "RAY_ML_PROGRESS": "0"}
     env.pop("RAY_ADDRESS", None)
@@ -91,11 +93,13 @@ def test_pipeline_killed_mid_sweep_resumes_without_rerunning_finished_trials(
     try:
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline:
-            if state.exists() and json.loads(state.read_text())["records"]:
+            facts = json.loads(state.read_text())["facts"] if state.exists() else {}
+            if any(f["ended"] for f in facts.values()):
                 break
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             time.sleep(0.5)
-        finished = set(json.loads(state.read_text())["records"])
+        facts = json.loads(state.read_text())["facts"]
+        finished = {tid for tid, f in facts.items() if f["ended"]}
         assert finished, "no trial finished before the deadline"
         time.sleep(1.5)  # Tune saves its experiment state every second here
     finally:
