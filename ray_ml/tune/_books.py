@@ -463,17 +463,20 @@ class SweepBooks:
         return reason
 
     def close(self) -> None:
-        """End the trials Tune ended without a callback (stopped before their first report).
+        """End the trials Tune ended without a callback.
 
         Tune stops every trial when the budget stop fires; one that had not reported yet may
         never reach `on_trial_complete`. It is billed up to the stop (plus the stop margin),
-        not up to whenever the driver reads the books.
+        not up to whenever the driver reads the books. A trial a crashed driver started after
+        Tune last saved its state is unknown to the resumed Tune: it ends `failed`.
         """
         for tid in self.meter.trial_ids:
             if self.meter.trial_cost(tid).status not in (TrialStatus.running, TrialStatus.paused):
                 continue
             f = self._trial(tid)
-            f.ended = "terminated"
+            # Without a budget stop, a trial Tune never ended was lost with a crashed driver
+            # before Tune saved it (its state is saved every second): its work is waste.
+            f.ended = "terminated" if self._stopped_at is not None else "error"
             at = None
             if self._stopped_at is not None:
                 at = max(self._stopped_at + _STOP_MARGIN_S, self.meter._trial(tid).last_t)

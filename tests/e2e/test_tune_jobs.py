@@ -144,7 +144,7 @@ def test_a_budgeted_sweep_killed_twice_keeps_its_books(tmp_path: Path) -> None:
         "train.batch_size=8",
     ]
     rate = PriceCatalog.from_config(load_config("tune", overrides).cost).price_of({"CPU": 1.0})
-    budget = rate * 40 / 3600  # 40 CPU-seconds: fewer than 16 trials' worth
+    budget = rate * 20 / 3600  # 20 CPU-seconds: fewer than 16 trials' worth
     args = [sys.executable, "-m", "jobs.tune", *overrides, f"tune.budget_usd={budget}"]
     env = {**os.environ, "RAY_ML_PROGRESS": "0"}
     env.pop("RAY_ADDRESS", None)
@@ -175,8 +175,10 @@ def test_a_budgeted_sweep_killed_twice_keeps_its_books(tmp_path: Path) -> None:
         if not rows:
             continue
         record = board[rows[0]["trial_id"]]
-        finished = rows[-1]["training_done"]
-        assert record["status"] == ("completed" if finished else "budget_stopped"), record
+        if rows[-1]["training_done"]:
+            assert record["status"] == "completed", record
+        else:  # stopped by the budget, or lost with a crashed driver before Tune saved it
+            assert record["status"] in ("budget_stopped", "failed"), record
         # the books cannot bill a trial for less time than Tune saw it train
         assert record["wall_s"] >= rows[-1]["time_total_s"] * 0.99
     interval = max(
