@@ -76,16 +76,10 @@ class TrainSession:
 
         return ray.train.get_dataset_shard(name)
 
-    @contextmanager
-    def checkpoint_dir(self) -> Iterator[str | None]:
+    def checkpoint_dir(self) -> Any:
         import ray.train
 
-        ckpt = ray.train.get_checkpoint()
-        if ckpt is None:
-            yield None
-            return
-        with ckpt.as_directory() as d:
-            yield d
+        return _as_directory(ray.train.get_checkpoint())
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         import ray.train
@@ -128,16 +122,10 @@ class TrialSession:
     def shard(self, name: str) -> Any:
         return self._datasets[name]
 
-    @contextmanager
-    def checkpoint_dir(self) -> Iterator[str | None]:
+    def checkpoint_dir(self) -> Any:
         from ray import tune
 
-        ckpt = tune.get_checkpoint()
-        if ckpt is None:
-            yield None
-            return
-        with ckpt.as_directory() as d:
-            yield d
+        return _as_directory(tune.get_checkpoint())
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         from ray import tune
@@ -145,6 +133,16 @@ class TrialSession:
         out = {**metrics, **(self._extra() if self._extra else {})}
         ckpt = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         tune.report(out, checkpoint=ckpt)
+
+
+@contextmanager
+def _as_directory(ckpt: Any) -> Iterator[str | None]:
+    """A Train or Tune checkpoint as a local directory, or None when there is none."""
+    if ckpt is None:
+        yield None
+        return
+    with ckpt.as_directory() as d:
+        yield d
 
 
 @contextmanager

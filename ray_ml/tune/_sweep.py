@@ -284,7 +284,7 @@ def _sweep_placement_groups(address: str) -> set[str] | None:
     from ray.util.state import list_placement_groups
 
     try:
-        groups = list_placement_groups(
+        groups = list_placement_groups(  # the address of the Ray we mean: there may be two
             address=address,
             filters=[("creator_job_id", "=", ray.get_runtime_context().get_job_id())],
             limit=10_000,

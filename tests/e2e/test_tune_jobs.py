@@ -37,14 +37,7 @@ def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(tmp_path:
     env = {**os.environ, "RAY_ML_PROGRESS": "0"}
     env.pop("RAY_ADDRESS", None)
     state = tmp_path / "demo-sweep" / "sweep_state.json"
-    driver = subprocess.Popen(
-        args,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    driver = _start(args, env)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
