@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -191,8 +192,50 @@ def _run(args: argparse.Namespace) -> int:
     from ray_ml.config import load_config
     from ray_ml.pipeline import run_pipeline
 
-    _emit(run_pipeline(load_config("pipeline", args.overrides)))
+    cfg = load_config("pipeline", _run_overrides(args))
+    _emit(_with_console(cfg, run_pipeline))
     return 0
+
+
+def _run_overrides(args: argparse.Namespace) -> list[str]:
+    """`ray-ml run [SOURCE ...] [--label L] [-v] [KEY=VALUE ...]` as Hydra overrides.
+
+    A word without `=` is a data source (a file, glob or URI): the pipeline then runs on it,
+    named after the first one, with a contract inferred from a sample unless data.contract is
+    given.
+    """
+    sources = [w for w in args.overrides if "=" not in w]
+    overrides = [w for w in args.overrides if "=" in w]
+    keys = {w.split("=", 1)[0].lstrip("+~") for w in overrides}
+    extra: list[str] = []
+    if sources:
+        resolved = [s if "://" in s else str(Path(s).expanduser().resolve()) for s in sources]
+        extra.append("data.sources=[" + ",".join(_quoted(s) for s in resolved) + "]")
+        if "name" not in keys:
+            stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(sources[0].rstrip("/*")).name.split(".")[0])
+            extra.append(f"name={stem.strip('-') or 'data'}")
+    if args.label:
+        extra.append(f"data.label={_quoted(args.label)}")
+    if args.verbose:
+        extra.append("verbose=true")
+    return extra + overrides
+
+
+def _quoted(value: str) -> str:
+    """A Hydra override value taken literally (commas, brackets and spaces included)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _with_console(cfg: Any, work: Any) -> Any:
+    """Run `work(cfg)` with the job's quiet console (`ray_ml.console`), as `run_job` does."""
+    from ray_ml._entry import run_log_dir
+    from ray_ml.console import configure_console
+
+    console = configure_console(run_log_dir(cfg), verbose=cfg.verbose)
+    try:
+        return work(cfg)
+    finally:
+        console.close()
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -408,7 +451,17 @@ def _build_parser() -> argparse.ArgumentParser:
         help="the whole pipeline: data, sweep, registry, serve, smoke test, report "
         "(same config as python -m jobs.pipeline)",
     )
-    run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=demo")
+    run.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="SOURCE|KEY=VALUE",
+        help="data files to run on (path/to/data.csv: a contract is inferred) and Hydra "
+        "overrides, e.g. experiment=demo",
+    )
+    run.add_argument("--label", help="the label column of the data files")
+    run.add_argument(
+        "-v", "--verbose", action="store_true", help="Ray's own output on the console too"
+    )
     run.set_defaults(func=_run)
 
     serve = verbs.add_parser(
@@ -479,7 +532,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Overrides after an option (`run data.csv --label y debug=tiny`) land here.
+        if not hasattr(args, "overrides") or any(w.startswith("-") for w in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     if (
         getattr(args, "max_reject_rate", 0.0) is not None
         and not 0 <= getattr(args, "max_reject_rate", 0.0) <= 1

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ray_ml.config import RunConfig, run_config_to_dict
+from ray_ml.console import current_console, usd
 from ray_ml.errors import RayMLError
 
 __all__ = ["run_pipeline"]
@@ -42,13 +42,14 @@ STAGES = ("data", "sweep", "promote", "serve", "smoke", "report")
 
 
 def _say(msg: str) -> None:
-    print(f"[pipeline] {msg}", file=sys.stderr, flush=True)
+    current_console().say("pipeline", msg)
 
 
 def _config_hash(cfg: RunConfig) -> str:
     plain = run_config_to_dict(cfg)
     plain["tune"].pop("resume", None)
     plain["train"].pop("resume", None)
+    plain.pop("verbose", None)  # how much the console shows is not part of the run
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -165,9 +166,17 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
                 "data",
                 {
                     **{
-                        k: summary[k]
-                        for k in ("rows_in", "rows_ok", "rows_rejected", "fingerprint")
+                        k: summary.get(k)
+                        for k in (
+                            "rows_in",
+                            "rows_ok",
+                            "rows_rejected",
+                            "reasons",
+                            "warnings",
+                            "fingerprint",
+                        )
                     },
+                    "contract": str(run_dir / "data" / "contract.yaml"),
                     "smoke_rows": _smoke_rows(prepared),
                 },
             )
@@ -201,7 +210,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
             _say("stage 2/6 sweep: done before, skipped")
         _say(
             f"sweep: best {cfg.tune.metric}={sweep['best'][cfg.tune.metric]:.4g}, "
-            f"{sweep['trials']} trials ({sweep['pruned']} pruned), ${sweep['cost_usd']:.4f} spent"
+            f"{sweep['trials']} trials ({sweep['pruned']} pruned), {usd(sweep['cost_usd'])} spent"
         )
 
         # 3. promote: the first model of this name goes to production
@@ -258,6 +267,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
             "name": cfg.name,
             "resumed": state.resumed,
             "best": sweep["best"],
+            "data": {k: v for k, v in data_out.items() if k != "smoke_rows"},
             "cost_usd": sweep["cost_usd"],
             "budget_usd": sweep.get("budget_usd"),
             "trials": sweep["trials"],

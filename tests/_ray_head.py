@@ -79,8 +79,13 @@ class Head:
 
 
 @contextlib.contextmanager
-def ray_head(num_cpus: int = 2, autoscaling_config: str | Path | None = None) -> Iterator[Head]:
-    """Start a head (with the real autoscaler over fake local nodes when a config is given)."""
+def ray_head(
+    num_cpus: int = 2,
+    autoscaling_config: str | Path | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> Iterator[Head]:
+    """Start a head (with the real autoscaler over fake local nodes when a config is given);
+    `env_extra` reaches every process of it, job drivers included."""
     temp_dir = tempfile.mkdtemp(prefix="rmh", dir="/tmp")  # short: Ray's socket paths are limited
     gcs, dash, agent, client, metrics, runtime_env_agent, lo = free_ports(7)
     token = secrets.token_hex(16)
@@ -90,6 +95,7 @@ def ray_head(num_cpus: int = 2, autoscaling_config: str | Path | None = None) ->
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": token,
         "RAY_ML_PROGRESS": "0",
+        **(env_extra or {}),
     }
     env.pop("RAY_ADDRESS", None)
     extra: list[str] = []
@@ -143,6 +149,59 @@ def ray_head(num_cpus: int = 2, autoscaling_config: str | Path | None = None) ->
         yield head
     finally:
         mine = Head("", "", {}, temp_dir, {}).processes()
+        for p in mine:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        psutil.wait_procs(mine, timeout=30)
+
+
+@contextlib.contextmanager
+def worker_node(head: Head, num_cpus: int = 1) -> Iterator[None]:
+    """A second node joined to `head` (`ray start --address`), stopped by its own PIDs after."""
+    before = {p.pid for p in psutil.process_iter()}
+    ports = free_ports(6)
+    subprocess.run(
+        [
+            f"{VENV_BIN}/ray",
+            "start",
+            f"--address=127.0.0.1:{head.ports['gcs']}",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={num_cpus}",
+            "--object-store-memory=100000000",
+            f"--node-manager-port={ports[0]}",
+            f"--object-manager-port={ports[1]}",
+            f"--dashboard-agent-listen-port={ports[2]}",
+            f"--metrics-export-port={ports[3]}",
+            f"--runtime-env-agent-port={ports[4]}",
+            f"--min-worker-port={ports[5]}",
+            f"--max-worker-port={ports[5] + 50}",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        capture_output=True,
+        env=head.env,
+        timeout=120,
+    )
+    mine = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.pid not in before and "ray" in " ".join(p.info["cmdline"] or [])
+    ]
+    try:
+        auth = head.auth
+        until(
+            lambda: sum(
+                1
+                for n in requests.get(
+                    f"{head.url}/api/v0/nodes", headers=auth, timeout=10
+                ).json()["data"]["result"]["result"]
+                if n["state"] == "ALIVE"
+            )
+            >= 2,
+            timeout_s=60,
+        )
+        yield
+    finally:
         for p in mine:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()

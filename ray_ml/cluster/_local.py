@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ray_ml.console import current_console, progress_enabled
+
 if TYPE_CHECKING:
     from ray_ml.config import ClusterConfig
 
@@ -42,6 +44,7 @@ def start_ray(cfg: ClusterConfig | None = None, **overrides: Any) -> RayHandle:
     """
     import ray
 
+    current_console().route_loggers()  # Ray set up its own loggers on import
     settings: dict[str, Any] = {
         "address": None,
         "num_cpus": None,
@@ -57,6 +60,8 @@ def start_ray(cfg: ClusterConfig | None = None, **overrides: Any) -> RayHandle:
 
     if ray.is_initialized():
         ctx = ray.get_runtime_context()
+        _quiet_progress()
+        current_console().attach_ray()
         return RayHandle(ctx.gcs_address, owned=False, resources=ray.cluster_resources())
 
     address = settings["address"] or os.environ.get("RAY_ADDRESS")
@@ -75,17 +80,21 @@ def start_ray(cfg: ClusterConfig | None = None, **overrides: Any) -> RayHandle:
         if settings["include_dashboard"]:
             # An isolated port: the default 8265 collides with any other Ray on the machine.
             kwargs["dashboard_port"] = settings["dashboard_port"] or _free_port()
-        if os.environ.get("RAY_ML_PROGRESS", "1") != "1":
-            # Workers (Train, Data) draw their own bars; keep every process quiet alike.
-            kwargs["runtime_env"] = {
-                "env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_ML_PROGRESS": "0"}
-            }
+        env_vars: dict[str, str] = {}
+        if not progress_enabled() or current_console().quiet:
+            # Ray Data's bars inside trials and Train workers would fill the logs.
+            env_vars["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
+        if not progress_enabled():
+            env_vars["RAY_ML_PROGRESS"] = "0"  # no progress lines from workers either
+        if env_vars:
+            kwargs["runtime_env"] = {"env_vars": env_vars}
         if settings["temp_dir"]:
             kwargs["_temp_dir"] = os.path.abspath(settings["temp_dir"])
         ray.init(**kwargs, **quiet)
         owned = True
     ctx = ray.get_runtime_context()
     _quiet_progress()
+    current_console().attach_ray()
     return RayHandle(ctx.gcs_address, owned=owned, resources=ray.cluster_resources())
 
 
@@ -102,7 +111,9 @@ def _quiet_progress() -> None:
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
-    ctx.enable_progress_bars = os.environ.get("RAY_ML_PROGRESS", "1") == "1"
+    # Quiet: no Ray Data bars at all (a dataset carries this setting into the trials and Train
+    # workers that run it, whose bars would fill the log); our own bars and stage lines instead.
+    ctx.enable_progress_bars = progress_enabled() and not current_console().quiet
 
 
 def stop_ray(handle: RayHandle | None = None) -> None:

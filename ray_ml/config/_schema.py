@@ -317,7 +317,10 @@ class DataConfig(_Validated):
         merge: `union` stacks the sources' rows; `join` inner-joins them on `join_key`.
         join_key: Column to join on; required when `merge=join` and only then.
         contract: Path of a contract YAML; null uses the contract bundled with an sklearn://
-            source.
+            source, or else infers one from a sample of the sources (written to the run's
+            `data/contract.yaml`; `ray_ml.data.infer_contract`).
+        label: The label column, for a contract inferred from the sources (null: a column
+            named like a label, else the last one); must match the contract's label if set.
         quarantine_dir: Folder for rejected rows; null keeps them out of the run but unsaved.
         max_reject_rate: Largest fraction of rows validation may reject before the run fails.
         val_fraction: Fraction of rows held out for validation.
@@ -337,6 +340,7 @@ class DataConfig(_Validated):
     merge: MergeMode = MergeMode.union
     join_key: str | None = None
     contract: str | None = None
+    label: str | None = None
     quarantine_dir: str | None = None
     max_reject_rate: float = 0.05
     val_fraction: float = 0.15
@@ -1042,6 +1046,8 @@ class RunConfig(_Validated):
         serve: Serving group.
         cluster: Ray cluster group.
         tracking: Experiment-tracking group.
+        verbose: Ray's, Tune's and Train's own output on the console too (by default it goes
+            to `<storage_path>/<name>/logs/` only; `ray_ml.console`).
     """
 
     name: str = "default"
@@ -1056,6 +1062,7 @@ class RunConfig(_Validated):
     serve: ServeConfig = field(default_factory=ServeConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    verbose: bool = False
 
     def __post_init__(self) -> None:
         self._name_like("name")

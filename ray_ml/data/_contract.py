@@ -623,13 +623,14 @@ def infer_contract(
     for col_name in names:
         if col_name.startswith(_RESERVED_PREFIX):
             continue
-        col = table.column(col_name)
+        raw = table.column(col_name)
+        col = _numeric_despite_typos(raw)
         ctype = _logical_type(col.type)
         is_label = col_name == label
         if not is_label and _looks_like_id(col_name, col, ctype, max_categories):
             columns.append(ColumnSpec(name=col_name, type=ctype, role=ColumnRole.ID))
             continue
-        nullable = col.null_count > 0
+        nullable = raw.null_count > 0  # a typo made null above is not a null of the data
         lo = hi = None
         cats: tuple[Any, ...] | None = None
         if ctype.is_numeric and len(col) - col.null_count > 0:
@@ -682,3 +683,29 @@ def infer_contract(
         )
     assert task is not None  # set when the label column was visited
     return Contract(name=name, task=task, label=label, columns=tuple(columns))
+
+
+_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+_INTEGER = r"^\s*[-+]?\d+\s*$"
+_NUMERIC_SHARE = 0.95  # a text column this numeric is a numeric column with a few typos
+
+
+def _numeric_despite_typos(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A text column whose values are nearly all numbers, as those numbers (typos as nulls).
+
+    A few bad values ("n/a", "12,5", "?") make a CSV reader type a whole numeric column as
+    text; a contract inferred from that would make the feature a category and accept the bad
+    rows. The sample's typos are left out of its range; the checked data rejects them.
+    """
+    if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
+        return col
+    values = col.drop_null()
+    if len(values) == 0:
+        return col
+    numeric = pc.match_substring_regex(values, _NUMBER)
+    if pc.sum(numeric).as_py() / len(values) < _NUMERIC_SHARE:
+        return col
+    good = pc.filter(values, numeric)
+    whole = pc.all(pc.match_substring_regex(good, _INTEGER)).as_py()
+    kept = pc.if_else(pc.match_substring_regex(col, _NUMBER), col, pa.scalar(None, col.type))
+    return pc.cast(pc.utf8_trim_whitespace(kept), pa.int64() if whole else pa.float64())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,18 +29,85 @@ __all__ = [
 ]
 
 
-def resolve_contract(sources: list[str], contract_path: str | None) -> Contract:
-    """The contract file if given, else the one shipped with a bundled/synthetic source."""
-    if contract_path:
-        return Contract.load(contract_path)
-    for uri in sources:
+INFER_SAMPLE_ROWS = 100_000  # rows read on the driver to infer a contract
+
+
+def resolve_contract(
+    sources: list[str],
+    contract_path: str | None,
+    *,
+    label: str | None = None,
+    infer_to: str | Path | None = None,
+) -> Contract:
+    """The contract file if given, else the one shipped with a bundled/synthetic source, else
+    one inferred from a sample of the first source (when `infer_to` names where to write it).
+
+    Args:
+        sources: The data sources.
+        contract_path: `data.contract`.
+        label: `data.label`: the label column; checked against a given contract's label.
+        infer_to: Where an inferred contract is written (and announced in one console line);
+            None: no inference, a source without a contract is an error.
+
+    Raises:
+        ConfigError: No contract and no inference, or `label` is not the contract's label.
+    """
+    contract = Contract.load(contract_path) if contract_path else None
+    for uri in sources if contract is None else ():
         contract = source_contract(uri)
         if contract is not None:
-            return contract
-    raise ConfigError(
-        f"data.contract is not set and the sources {sources} ship no contract. Write one with "
-        "`ray-ml data infer SOURCE > contract.yaml`, review it, and set data.contract=contract.yaml."
+            break
+    if contract is None and infer_to is not None:
+        contract = _infer(sources, label, Path(infer_to))
+    if contract is None:
+        raise ConfigError(
+            f"data.contract is not set and the sources {sources} ship no contract. Write one "
+            "with `ray-ml data infer SOURCE > contract.yaml`, review it, and set "
+            "data.contract=contract.yaml."
+        )
+    if label is not None and label != contract.label:
+        raise ConfigError(
+            f"data.label={label!r}, but the contract's label is {contract.label!r}. Fix: drop "
+            f"data.label, or set it to {contract.label!r}, or use a contract for {label!r}."
+        )
+    return contract
+
+
+def _infer(sources: list[str], label: str | None, path: Path) -> Contract:
+    from ray_ml.console import current_console
+    from ray_ml.data._contract import infer_contract
+    from ray_ml.data._sources import read_sample
+
+    sample = read_sample(sources[0], rows=INFER_SAMPLE_ROWS)
+    if label is not None and label not in sample.column_names:
+        raise ConfigError(
+            f"data.label={label!r} is not a column of {sources[0]}. Columns: "
+            f"{sample.column_names}. Fix: set data.label to one of them."
+        )
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(sources[0].rstrip("/*")).name.split(".")[0])
+    contract = infer_contract(sample, name=stem or "dataset", label=label)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        contract.to_yaml(
+            f"# Inferred from {sample.num_rows} rows of {sources[0]} by the data stage.\n"
+            "# Review it, then pass it as data.contract=PATH to make it the rule.\n"
+        )
     )
+    ids = [c.name for c in contract.columns if c.role.value == "id"]
+    features = [c for c in contract.columns if c.role.value != "id" and c.name != contract.label]
+    kinds = ", ".join(
+        f"{sum(1 for c in features if c.type.value == k)} {k}"
+        for k in ("int", "float", "category", "string", "bool")
+        if any(c.type.value == k for c in features)
+    )
+    current_console().say(
+        "data",
+        f"contract inferred from {sample.num_rows} rows: label {contract.label!r} "
+        f"({contract.task.value}), {len(features)} features ({kinds})"
+        + (f", ids {ids}" if ids else "")
+        + f" -> {path}",
+    )
+    return contract
 
 
 @dataclass
@@ -69,7 +137,12 @@ def prepare_data(cfg: DataConfig, seed: int, run_dir: str | Path) -> PreparedDat
         seed: Split seed (the run's seed).
         run_dir: Where the quarantine goes when `cfg.quarantine_dir` is not set.
     """
-    contract = resolve_contract(list(cfg.sources), cfg.contract)
+    contract = resolve_contract(
+        list(cfg.sources),
+        cfg.contract,
+        label=cfg.label,
+        infer_to=Path(run_dir) / "contract.yaml",
+    )
     quarantine = cfg.quarantine_dir or str(Path(run_dir) / "quarantine")
     checked = check_sources(
         list(cfg.sources),

@@ -20,7 +20,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -40,7 +40,7 @@ from ray_ml.train._bundle import reference_stats, write_bundle
 from ray_ml.train._loop_common import LoopSpec
 from ray_ml.train._metrics import compute_metrics
 from ray_ml.train._models import class_weights_balanced
-from ray_ml.train._predictor import Predictor
+from ray_ml.train._predictor import Predictor, predict_batch
 from ray_ml.train._session import LoopSession
 
 if TYPE_CHECKING:
@@ -152,16 +152,15 @@ def _build_trainer(
 
 def evaluate(bundle_dir: str | Path, ds: ray.data.Dataset, label: str) -> dict[str, Any]:
     """Metrics of a bundle over a whole Ray Dataset, predicting with `Predictor` in map_batches."""
-    import ray.data
 
     predictor = Predictor.from_bundle(bundle_dir)  # for label encoding; actors load their own
+    # Tasks, not an actor pool: Ray's core worker prints an error line on the driver's console
+    # for every restartable actor pool whose arguments sit in the object store (ray#53727).
     out = ds.map_batches(
-        Predictor,
-        fn_constructor_args=(str(bundle_dir),),
-        fn_constructor_kwargs={"keep_columns": [label]},
+        cast(Any, predict_batch),  # Ray's stub does not model fn_kwargs
+        fn_kwargs={"bundle_dir": str(bundle_dir), "keep_columns": [label]},
         batch_format="pyarrow",
         batch_size=4096,
-        compute=ray.data.ActorPoolStrategy(size=1),
     )
     ys, ss = [], []
     for batch in out.iter_batches(batch_format="numpy", batch_size=None):

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from ray_ml.console import emit_progress, progress_enabled
+
 __all__ = ["LoopSession", "TrainSession", "TrialSession"]
 
 
@@ -51,15 +53,23 @@ class LoopSession(Protocol):
 
 
 class TrainSession:
-    """A Ray Train worker (every call goes to `ray.train`)."""
+    """A Ray Train worker (every call goes to `ray.train`).
+
+    Args:
+        total: Epochs (or boosting rounds) the run makes in all; rank 0 sends the driver's
+            `train` progress bar one update per report (`ray_ml.console.emit_progress`).
+        unit: What one report counts, for the bar.
+    """
 
     settle_s: float | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, total: int | None = None, unit: str = "epochs") -> None:
         import ray.train
 
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.total = total
+        self.unit = unit
 
     def device(self) -> Any:
         import ray.train.torch
@@ -86,6 +96,20 @@ class TrainSession:
 
         ckpt = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         ray.train.report(metrics, checkpoint=ckpt)
+        if self.rank == 0 and progress_enabled():
+            step = metrics.get("epoch", metrics.get("round"))
+            shown = [
+                f"{k} {metrics[k]:.4g}"
+                for k in ("train_loss", "val_loss")
+                if isinstance(metrics.get(k), int | float)
+            ]
+            emit_progress(
+                "train",
+                n=int(step) + 1 if isinstance(step, int | float) else None,
+                total=self.total,
+                unit=self.unit,
+                postfix=", ".join(shown),
+            )
 
 
 class TrialSession:

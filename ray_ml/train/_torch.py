@@ -283,7 +283,8 @@ def _predict_on_host(model: torch.nn.Module, x: torch.Tensor) -> Any:
 
 def torch_train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point: `TorchTrainer(torch_train_loop_per_worker, train_loop_config=spec)`."""
-    torch_train_loop(LoopSpec.from_dict(config), TrainSession())
+    spec = LoopSpec.from_dict(config)
+    torch_train_loop(spec, TrainSession(total=int(spec.train["epochs"])))
 
 
 def torch_train_loop(spec: LoopSpec, session: LoopSession) -> None:

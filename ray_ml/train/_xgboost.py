@@ -151,7 +151,9 @@ class _ReportCallback(xgb.callback.TrainingCallback):
 
 def xgboost_train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point: `XGBoostTrainer(xgboost_train_loop_per_worker, train_loop_config=spec)`."""
-    xgboost_train_loop(LoopSpec.from_dict(config), TrainSession())
+    spec = LoopSpec.from_dict(config)
+    total = int(spec.model["num_boost_round"])
+    xgboost_train_loop(spec, TrainSession(total=total, unit="rounds"))
 
 
 def xgboost_train_loop(spec: LoopSpec, session: LoopSession) -> None:

@@ -18,8 +18,6 @@ objects the new driver's books.
 
 from __future__ import annotations
 
-import sys
-import time
 from typing import Any
 
 from ray.tune import Callback, Stopper
@@ -27,6 +25,7 @@ from ray.tune.result import RESULT_DUPLICATE
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import SearchAlgorithm
 
+from ray_ml.console import Progress, current_console, usd
 from ray_ml.cost import TrialStatus
 from ray_ml.tune._books import SweepBooks
 
@@ -47,6 +46,8 @@ class _Unpickled:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_books"] = None
+        if "_bar" in state:
+            state["_bar"] = None  # a live terminal bar belongs to this driver only
         return state
 
     @property
@@ -58,15 +59,27 @@ class _Unpickled:
 
 
 class BooksCallback(_Unpickled, Callback):
-    """Feeds trial events to the books; prints a progress line at most every 10 s."""
+    """Feeds trial events to the books and the sweep's progress bar (`ray_ml.console`)."""
 
-    def __init__(self, books: SweepBooks, progress: bool = True) -> None:
+    def __init__(
+        self,
+        books: SweepBooks,
+        progress: bool = True,
+        *,
+        metric: str | None = None,
+        mode: str = "min",
+        total: int | None = None,
+    ) -> None:
         self._books = books
         self._progress_on = progress
-        self._last_progress = 0.0
+        self._metric = metric
+        self._mode = mode
+        self._total = total
+        self._bar: Progress | None = None
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self.books.on_start(trial.trial_id, trial.config)
+        self._progress(trials)
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self.books.on_recover(trial.trial_id)
@@ -83,34 +96,45 @@ class BooksCallback(_Unpickled, Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self.books.on_end(trial.trial_id, error=False)
-        self._progress(trials, force=True)
+        self._progress(trials)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self.books.on_end(trial.trial_id, error=True)
+        self._progress(trials)
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         self.books.save()  # throttled: running trials' spend reaches the state file
 
-    def _progress(self, trials: list[Any], force: bool = False) -> None:
-        """One stderr line with trials and spend vs budget."""
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self._progress(trials)
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _progress(self, trials: list[Any]) -> None:
+        """The sweep's bar: trials done of all, pruned, running, best so far, spend vs budget."""
         if not self._progress_on:
             return
-        now = time.monotonic()
-        if not force and now - self._last_progress < 10.0:
-            return
-        self._last_progress = now
+        if self._bar is None:
+            self._bar = current_console().progress("sweep", self._total, "trials")
         books = self.books
         statuses = [books.status_of(t) for t in books.facts]
         done = sum(1 for s in statuses if s not in (TrialStatus.running, TrialStatus.paused))
         pruned = sum(1 for s in statuses if s is TrialStatus.pruned)
         running = sum(1 for t in trials if t.status == "RUNNING")
         spent = books.meter.committed()
-        cap = f" of ${books.budget.usd:.4f} budget" if books.budget.usd is not None else ""
-        print(
-            f"[sweep] {done} done ({pruned} pruned), {running} running, ${spent:.4f} spent{cap}",
-            file=sys.stderr,
-            flush=True,
-        )
+        cap = f" of {usd(books.budget.usd)}" if books.budget.usd is not None else ""
+        parts = [f"{pruned} pruned", f"{running} running"]
+        seen = [
+            f.metrics[self._metric]
+            for f in books.facts.values()
+            if self._metric is not None and self._metric in f.metrics
+        ]
+        if seen:
+            best = min(seen) if self._mode == "min" else max(seen)
+            parts.append(f"best {self._metric} {best:.4g}")
+        parts.append(f"{usd(spent)}{cap} spent")
+        self._bar.update(done, postfix=", ".join(parts))
 
 
 class BudgetStopper(_Unpickled, Stopper):

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ray_ml.console import current_console, progress_enabled
 from ray_ml.cost import Budget, PriceCatalog
 from ray_ml.errors import ConfigError
 from ray_ml.train import (
@@ -399,7 +400,13 @@ def run_sweep(
     from ray_ml.tune._tracking import log_sweep, mlflow_callback
 
     tracker = mlflow_callback(cfg)  # before any trial spends money: a down server fails here
-    callback = BooksCallback(books)
+    callback = BooksCallback(
+        books,
+        progress=progress_enabled(),
+        metric=None if str(t.searcher) == "optuna_nsga2" else t.metric,
+        mode=str(getattr(t.mode, "value", t.mode)),
+        total=t.num_samples,
+    )
     stopper = BudgetStopper(books)
     attach_books(books)  # also for hooks Tune unpickles from its own state on a resume
     callbacks = [callback] + ([tracker] if tracker is not None else [])
@@ -430,7 +437,7 @@ def run_sweep(
             param_space=space.to_tune(),
             tune_config=tune.TuneConfig(
                 # None with NSGA-II: Tune would replace its two objectives with this one.
-                metric=None if multi else t.metric,
+                metric=None if str(t.searcher) == "optuna_nsga2" else t.metric,
                 mode=None if multi else str(t.mode),
                 search_alg=_search_alg(cfg, space, books, concurrency),
                 scheduler=RecordingScheduler(_scheduler(cfg, with_metric=multi), books),
@@ -443,12 +450,13 @@ def run_sweep(
                 stop=stopper,
                 callbacks=callbacks,
                 failure_config=tune.FailureConfig(max_failures=max(cfg.train.max_failures, 0)),
-                verbose=1,
+                verbose=1 if current_console().verbose else 0,  # Tune's trial tables
             ),
         )
     state_api = _state_api_address()
     groups_before = _sweep_placement_groups(state_api)
-    grid = tuner.fit()
+    with current_console().quiet_stdout():  # Tune's own boxes and tables go to the log
+        grid = tuner.fit()
     books.close()  # trials Tune stopped without telling its callbacks (budget stops)
     reaped = _reap_placement_groups(groups_before, state_api)
 
@@ -458,7 +466,8 @@ def run_sweep(
     board = Leaderboard(records, t.metric, str(t.mode))
     board.to_parquet(layout.leaderboard)
     board.to_csv(layout.leaderboard_csv)
-    print(board, flush=True)
+    if current_console().verbose:
+        print(board, flush=True)
     front = pareto_front(records, default_objectives(t.metric, str(t.mode)))
     totals = books.meter.total()
     statuses = [r["status"] for r in records]

@@ -12,15 +12,21 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests._ray_head import VENV_BIN, Head, ray_head
+from tests._ray_head import VENV_BIN, Head, ray_head, worker_node
 from tests.e2e.test_cli_data import REPO, last_json
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def head() -> Iterator[Head]:
-    with ray_head() as h:
+def job_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where jobs without an absolute storage_path write (`RAY_ML_JOB_HOME`, ~/ray_ml if unset)."""
+    return tmp_path_factory.mktemp("job_home")
+
+
+@pytest.fixture(scope="module")
+def head(job_home: Path) -> Iterator[Head]:
+    with ray_head(env_extra={"RAY_ML_JOB_HOME": str(job_home)}) as h:
         yield h
 
 
@@ -103,22 +109,33 @@ def test_ray_ml_submit_waits_streams_and_returns_the_summary(head: Head, tmp_pat
     assert "submitted raysubmit_" in res.stderr
 
 
-def test_a_relative_storage_path_in_a_job_fails_with_the_fix(head: Head) -> None:
+def test_the_plainest_ray_job_submit_works_and_says_where_its_outputs_are(
+    head: Head, job_home: Path
+) -> None:
+    # No storage_path: on a single-node head the outputs go to an absolute default there.
     res = head.run(
-        sys.executable,
-        "-m",
-        "ray_ml.cli",
+        f"{VENV_BIN}/ray",
+        "job",
         "submit",
-        "data",
-        "experiment=demo",
-        "debug=tiny",
-        "storage_path=runs",
         "--address",
         head.url,
+        "--working-dir",
+        ".",
+        "--",
+        "python",
+        "-m",
+        "jobs.train",
+        "data=breast_cancer",
+        "model=xgboost",
+        "debug=tiny",
     )
-    out = last_json(res.stdout)
-    assert res.returncode == 2 and out["exit_code"] == 2 and out["status"] == "FAILED"
-    assert "absolute path" in res.stderr
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    where = job_home / "runs" / "debug"
+    assert f"[storage] outputs under {where}" in res.stdout + res.stderr
+    summary = last_json("\n".join(ln for ln in res.stdout.splitlines() if ln.startswith("{")))
+    assert summary["job"] == "train" and summary["storage_path"] == str(where)
+    bundle = Path(summary["bundle"])
+    assert bundle.is_relative_to(where) and (bundle / "manifest.json").is_file()
 
 
 def test_no_wait_then_jobs_logs_and_status(head: Head, tmp_path: Path) -> None:
@@ -186,3 +203,23 @@ def test_state_api_calls_name_their_ray_when_two_run_on_the_machine(
     from ray_ml.tune._sweep import _state_api_address, _sweep_placement_groups
 
     assert _sweep_placement_groups(_state_api_address()) is not None
+
+
+def test_on_two_nodes_a_relative_storage_path_fails_fast_and_a_shared_one_works(
+    head: Head, tmp_path: Path
+) -> None:
+    # Last in the module: the head has a second node from here on, until the test ends.
+    with worker_node(head):
+        submit = [f"{VENV_BIN}/ray", "job", "submit", "--address", head.url, "--working-dir", "."]
+        job = ["--", "python", "-m", "jobs.data", "experiment=demo", "debug=tiny"]
+        bad = head.run(*submit, *job)
+        assert bad.returncode != 0
+        said = bad.stdout + bad.stderr
+        assert "is relative, and this Ray job runs on a 2-node cluster" in said
+        assert "storage_path=" in said  # the fix
+        good = head.run(*submit, *job, f"storage_path={tmp_path}")
+        assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
+        # every node saw the marker the driver wrote there, and the marker is gone
+        assert f"[storage] outputs under {tmp_path}" in good.stdout + good.stderr
+        assert not list(tmp_path.glob(".ray_ml_shared_*"))
+        assert (tmp_path / "demo" / "data" / "summary.json").is_file()

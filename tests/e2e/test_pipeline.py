@@ -18,13 +18,21 @@ import pytest
 
 from ray_ml.registry import Registry
 from tests._ray_head import free_port
-from tests.e2e.test_cli_data import REPO, last_json, run
+from tests.e2e.test_cli_data import REPO, last_json
 
 pytestmark = pytest.mark.e2e
 
 
+def _run_with_bars(*args: str) -> subprocess.CompletedProcess[str]:
+    """A job as a person starts it: progress on (not a terminal here, so plain lines)."""
+    env = {**os.environ, "RAY_ML_PROGRESS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+
+
 def test_pipeline_runs_end_to_end_on_tiny_settings(tmp_path: Path) -> None:
-    res = run(
+    # `make demo`'s command, on debug=tiny.
+    res = _run_with_bars(
         sys.executable,
         "-m",
         "jobs.pipeline",
@@ -34,6 +42,20 @@ def test_pipeline_runs_end_to_end_on_tiny_settings(tmp_path: Path) -> None:
         f"serve.port={free_port()}",
     )
     assert res.returncode == 0, res.stderr[-4000:]
+    # A console a person can read: few lines, no control codes, the JSON summary last and alone
+    # on stdout; Ray's, Tune's and Train's own output in the log files.
+    lines = res.stdout.splitlines() + res.stderr.splitlines()
+    assert len(lines) <= 150, "\n".join(lines)
+    assert "\x1b" not in res.stdout + res.stderr and "\r" not in res.stdout + res.stderr
+    assert len(res.stdout.strip().splitlines()) == 1, res.stdout[:3000]
+    logs = tmp_path / "demo" / "logs"
+    assert f"[logs] Ray's own output goes to {logs}/" in res.stderr
+    driver_log = (logs / "driver.log").read_text()
+    assert "Configuration for experiment" in driver_log  # Tune's own box
+    assert "Starting execution of Dataset" in driver_log  # Ray Data's driver logs
+    assert "pid=" in (logs / "workers.log").read_text()  # workers' stdout/stderr
+    for noise in ("TrainingReport", "Configuration for experiment", "Dataset validation"):
+        assert noise not in res.stdout + res.stderr
     summary = last_json(res.stdout)
     for key in ("best", "cost_usd", "trials", "pruned", "bundle", "endpoint"):
         assert key in summary, key
@@ -124,3 +146,45 @@ def test_pipeline_killed_mid_sweep_resumes_without_rerunning_finished_trials(
     for trial_dir, lines in results_before.items():
         if any(tid in trial_dir for tid in finished):
             assert results_after[trial_dir] == lines, trial_dir
+
+
+def test_ray_ml_run_on_a_users_csv_infers_a_contract_serves_and_counts_bad_rows(
+    tmp_path: Path,
+) -> None:
+    # An id column, a categorical, nulls and a few bad rows, as a user's export has them.
+    rng = __import__("random").Random(0)
+    rows = ["customer_id,age,plan,monthly_spend,churned"]
+    bad = 0
+    for i in range(400):
+        age, plan = str(rng.randint(18, 80)), rng.choice(["basic", "pro", "team"])
+        spend = f"{rng.uniform(5, 150):.2f}" if i % 40 != 3 else ""  # nulls
+        churned = str(int(float(spend or 0) > 80) if rng.random() > 0.1 else rng.randint(0, 1))
+        if i in (50, 150, 250):
+            age, bad = "unknown", bad + 1  # not a number
+        if i == 300:
+            churned, bad = "maybe", bad + 1  # not a class
+        rows.append(f"U{7000 + i},{age},{plan},{spend},{churned}")
+    csv = tmp_path / "customers.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    storage = tmp_path / "runs"
+    res = _run_with_bars(
+        sys.executable,
+        "-m",
+        "ray_ml.cli",
+        "run",
+        str(csv),
+        "--label",
+        "churned",
+        "debug=tiny",
+        f"storage_path={storage}",
+        f"serve.port={free_port()}",
+    )
+    assert res.returncode == 0, res.stderr[-4000:]
+    summary = last_json(res.stdout)
+    assert summary["name"] == "customers"
+    assert summary["smoke"]["status"] == 200 and summary["smoke"]["rows"] == 5
+    assert summary["data"]["rows_in"] == 400 and summary["data"]["rows_rejected"] == bad
+    assert summary["data"]["reasons"] == {"age:type": 3, "churned:type": 1}
+    contract = (storage / "customers" / "data" / "contract.yaml").read_text()
+    assert "role: id" in contract and "type: category" in contract
+    assert "contract inferred from 400 rows: label 'churned' (binary)" in res.stderr
