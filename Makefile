@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench env browser clean
+.PHONY: demo test lint bench bench-tune-smoke env browser clean
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch first: a looser requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	touch $@
 
 env: $(BIN)/.installed
@@ -35,6 +35,10 @@ lint: env
 
 bench: env
 	$(BIN)/python -m benchmarks.bench_data
+
+# The tuning protocol's CI smoke: 2 tasks x 3 seeds, every method, replayed (< 5 min, no Ray).
+bench-tune-smoke: env
+	$(BIN)/python -m benchmarks.bench_tune_protocol --smoke
 
 clean:
 	rm -rf $(VENV) runs

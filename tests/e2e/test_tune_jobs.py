@@ -156,7 +156,7 @@ def test_a_budgeted_sweep_killed_twice_keeps_its_books(tmp_path: Path) -> None:
     assert summary["resumes"] == 2
     final = json.loads(state.read_text())
     # every dollar before each crash is still there, and the total is the trials' held time
-    assert summary["cost_usd"] >= _billed(second) - 1e-9
+    assert summary["cost_usd"] >= _billed(second) - 5e-7  # the summary rounds to 1e-6 dollars
     board = {r["trial_id"]: r for r in pq.read_table(summary["leaderboard"]).to_pylist()}
     assert summary["cost_usd"] == pytest.approx(
         sum(r["wall_s"] for r in board.values()) * rate / 3600, rel=0.02
