@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 PLAIN_EVERY_S = 10.0  # a plain (non-terminal) bar prints at most this often
+_LATE_S = 3.0  # after `finish`, progress lines of the ended run may still arrive this long
 _MARK = "::ray_ml.progress:: "  # a worker line that is a progress update, not output
 _RAY_LOGGERS = ("ray", "py.warnings")  # loggers that go to driver.log when quiet
 
@@ -128,8 +129,9 @@ class Progress:
 
     def _line(self) -> str:
         of = f"/{self.total}" if self.total else ""
+        unit = f" {self.unit}" if self.unit else ""
         tail = f", {self.postfix}" if self.postfix else ""
-        return f"{self.n}{of} {self.unit}{tail}"
+        return f"{self.n}{of}{unit}{tail}"
 
     def __enter__(self) -> Progress:
         return self
@@ -156,6 +158,7 @@ class Console:
         self.stream = stream or sys.stderr
         self.bars = progress_enabled()
         self._bars: dict[str, Progress] = {}
+        self._finished: dict[str, float] = {}  # tag -> when its run ended (`finish`)
         self._lock = threading.Lock()
         self._workers_file: TextIO | None = None
         self._file_handler: logging.Handler | None = None
@@ -186,6 +189,23 @@ class Console:
         bar = Progress(self, tag, total, unit)
         self._bars[tag] = bar
         return bar
+
+    def finish(self, tag: str, **final: Any) -> None:
+        """End `tag`'s bar at its `final` state (`n`, `total`, `postfix`), known to the driver.
+
+        Workers' progress lines reach the driver a moment late; ones for the finished run that
+        arrive in the next few seconds are dropped instead of opening a new bar.
+        """
+        if self.bars and final.get("n") is not None:
+            bar = self._bars.get(tag) or self.progress(
+                tag, final.get("total"), str(final.get("unit", ""))
+            )
+            bar.unit = str(final.get("unit") or bar.unit)
+            bar.update(final.get("n"), final.get("total"), str(final.get("postfix", "")))
+        ended = self._bars.get(tag)
+        if ended is not None:
+            ended.close()
+        self._finished[tag] = time.monotonic()
 
     # --------------------------------------------------------------------------- routing
     def install(self) -> None:
@@ -293,6 +313,8 @@ class Console:
         except json.JSONDecodeError:
             return
         stage = str(update.get("stage", "work"))
+        if time.monotonic() - self._finished.get(stage, -math.inf) < _LATE_S:
+            return  # a late line of a run that already ended
         bar = self._bars.get(stage)
         if bar is None:
             bar = self.progress(stage, update.get("total"), str(update.get("unit", "")))

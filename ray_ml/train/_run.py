@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from ray_ml.config import run_config_to_dict
+from ray_ml.console import current_console
 from ray_ml.data import (
     ROW_HASH_COLUMN,
     PreparedData,
@@ -41,7 +42,7 @@ from ray_ml.train._loop_common import LoopSpec
 from ray_ml.train._metrics import compute_metrics
 from ray_ml.train._models import class_weights_balanced
 from ray_ml.train._predictor import Predictor, predict_batch
-from ray_ml.train._session import LoopSession
+from ray_ml.train._session import LoopSession, progress_fields
 
 if TYPE_CHECKING:
     import ray.data
@@ -301,6 +302,10 @@ def fit_trainer(
     )
     try:
         result = trainer.fit()
+        kind = spec.model["kind"]
+        total = int(spec.model["num_boost_round"] if kind == "xgboost" else spec.train["epochs"])
+        unit = "rounds" if kind == "xgboost" else "epochs"
+        current_console().finish("train", **progress_fields(result.metrics or {}, total, unit))
     except Exception as exc:  # Ray Train wraps worker deaths in its own error types
         if isinstance(exc, RayMLError):
             raise

@@ -52,6 +52,22 @@ class LoopSession(Protocol):
         """Report one iteration's metrics, with a checkpoint directory from rank 0."""
 
 
+def progress_fields(metrics: dict[str, Any], total: int | None, unit: str) -> dict[str, Any]:
+    """The `train` progress bar's update for one report's metrics."""
+    step = metrics.get("epoch", metrics.get("round"))
+    shown = [
+        f"{k} {metrics[k]:.4g}"
+        for k in ("train_loss", "val_loss")
+        if isinstance(metrics.get(k), int | float)
+    ]
+    return {
+        "n": int(step) + 1 if isinstance(step, int | float) else None,
+        "total": total,
+        "unit": unit,
+        "postfix": ", ".join(shown),
+    }
+
+
 class TrainSession:
     """A Ray Train worker (every call goes to `ray.train`).
 
@@ -97,19 +113,7 @@ class TrainSession:
         ckpt = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         ray.train.report(metrics, checkpoint=ckpt)
         if self.rank == 0 and progress_enabled():
-            step = metrics.get("epoch", metrics.get("round"))
-            shown = [
-                f"{k} {metrics[k]:.4g}"
-                for k in ("train_loss", "val_loss")
-                if isinstance(metrics.get(k), int | float)
-            ]
-            emit_progress(
-                "train",
-                n=int(step) + 1 if isinstance(step, int | float) else None,
-                total=self.total,
-                unit=self.unit,
-                postfix=", ".join(shown),
-            )
+            emit_progress("train", **progress_fields(metrics, self.total, self.unit))
 
 
 class TrialSession:

@@ -138,3 +138,19 @@ def test_dollars_for_a_person() -> None:
     from ray_ml.console import usd
 
     assert [usd(0), usd(0.000234), usd(0.0005), usd(1.234)] == ["$0", "$0.00023", "$0.0005", "$1.23"]
+
+
+def test_finish_shows_the_final_state_and_drops_late_lines_of_the_ended_run(
+    bars_on: None, tmp_path: Path
+) -> None:
+    out = io.StringIO()
+    con = Console(tmp_path, verbose=False, stream=out)
+    line = "::ray_ml.progress:: " + json.dumps({"stage": "train", "n": 3, "total": 30})
+    con._on_worker_lines({"lines": [line], "pid": 1, "ip": "x"})
+    con.finish("train", n=24, total=30, unit="epochs", postfix="val_loss 0.08")
+    con._on_worker_lines({"lines": [line], "pid": 1, "ip": "x"})  # arrives after the end
+    con.close()
+    assert out.getvalue().splitlines() == [
+        "[train] 3/30",
+        "[train] 24/30 epochs, val_loss 0.08",
+    ]
