@@ -67,7 +67,8 @@ class _State:
         )
 
     def done(self, stage: str) -> dict[str, Any] | None:
-        return self.data["stages"].get(stage)
+        out: dict[str, Any] | None = self.data["stages"].get(stage)
+        return out
 
     def mark(self, stage: str, out: dict[str, Any]) -> None:
         self.data["stages"][stage] = out

@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from ray_ml.data import fit_preprocessor_table
+from ray_ml.data import fit_preprocessor_table, reference_stats
 from ray_ml.data._sources import bundled_contract, read_sample
-from ray_ml.train import build_mlp, output_size, reference_stats, write_bundle
+from ray_ml.train import build_mlp, output_size, write_bundle
 
 DATASET = "breast_cancer"
 

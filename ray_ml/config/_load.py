@@ -11,7 +11,6 @@ import dataclasses
 import difflib
 import re
 import typing
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from omegaconf.errors import (
     ValidationError,
 )
 
+from ray_ml._json import jsonable
 from ray_ml.config._schema import RunConfig, register_configs
 from ray_ml.errors import ConfigError
 
@@ -128,21 +128,10 @@ def run_config_to_dict(cfg: RunConfig) -> dict[str, Any]:
         cfg: A validated run config.
 
     Returns:
-        A dict with the same keys as the dataclasses.
+        A dict with the same keys as the dataclasses (`ray_ml._json.jsonable` of `cfg`).
     """
-    return {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+    plain: dict[str, Any] = jsonable(cfg)
+    return plain
 
 
 # ------------------------------------------------------------------------- error translation

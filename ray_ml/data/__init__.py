@@ -1,4 +1,5 @@
-"""Data layer: sources, contracts and validation, splits, preprocessing, fingerprints."""
+"""Data layer: sources, contracts and validation, splits, preprocessing, fingerprints, and the
+reference statistics (with their binning rule) that drift checks compare live data with."""
 
 from ray_ml.data._blocks import map_blocks
 from ray_ml.data._checks import (
@@ -28,6 +29,14 @@ from ray_ml.data._prepare import (
     write_data_artifacts,
 )
 from ray_ml.data._preprocess import Preprocessor, fit_preprocessor, fit_preprocessor_table
+from ray_ml.data._reference import (
+    bin_counts,
+    bin_fractions,
+    bin_of,
+    category_strings,
+    inner_edges,
+    reference_stats,
+)
 from ray_ml.data._sources import (
     SyntheticSpec,
     read_sample,
@@ -55,17 +64,23 @@ __all__ = [
     "SyntheticSpec",
     "Task",
     "ValidationReport",
+    "bin_counts",
+    "bin_fractions",
+    "bin_of",
+    "category_strings",
     "check_sources",
     "check_table",
     "fingerprint",
     "fit_preprocessor",
     "fit_preprocessor_table",
     "infer_contract",
+    "inner_edges",
     "map_blocks",
     "prepare_data",
     "preprocessing_kwargs",
     "read_sample",
     "read_source",
+    "reference_stats",
     "resolve_contract",
     "resolve_files",
     "run_data_job",

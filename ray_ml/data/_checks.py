@@ -300,7 +300,8 @@ def row_hashes(table: pa.Table) -> np.ndarray:
 
 
 # -- the check ------------------------------------------------------------------------------------
-def _jsonable(v: Any) -> Any:
+def _raw_cell(v: Any) -> Any:
+    # Not `ray_ml._json.jsonable`: a quarantined cell must show what it held ("nan", not null).
     if v is None or isinstance(v, (bool, int, str)):
         return v
     if isinstance(v, float):
@@ -321,7 +322,7 @@ def _raw_json(raw: pa.Table, idx: np.ndarray) -> list[str]:
                 for v in arr.to_pylist()
             ]
         else:
-            cols[name] = [_jsonable(v) for v in arr.to_pylist()]
+            cols[name] = [_raw_cell(v) for v in arr.to_pylist()]
     out = []
     for i in range(len(idx)):
         row = {k: v[i] for k, v in cols.items()}

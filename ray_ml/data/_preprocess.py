@@ -139,7 +139,8 @@ class Preprocessor:
         table = _as_table(rows)
         col = table.column(self.label)
         if self.task == Task.REGRESSION.value:
-            return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float32)
+            targets: np.ndarray = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+            return targets.astype(np.float32)
         value_type = pa.int64() if all(isinstance(c, int) for c in self.classes) else pa.string()
         if value_type == pa.string() and not pa.types.is_string(col.type):
             col = col.cast(pa.string())
@@ -148,7 +149,8 @@ class Preprocessor:
             raise ContractError(
                 f"label `{self.label}` has values outside the classes {self.classes}."
             )
-        return idx.to_numpy(zero_copy_only=False).astype(np.int64)
+        index: np.ndarray = idx.to_numpy(zero_copy_only=False)
+        return index.astype(np.int64)
 
     def transform_batch(self, table: pa.Table) -> dict[str, np.ndarray]:
         """For `Dataset.map_batches`: {"x": features, "y": labels}."""

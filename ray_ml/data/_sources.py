@@ -115,7 +115,8 @@ class FileSource:
 def _filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
     if "://" in uri:
         try:
-            return pafs.FileSystem.from_uri(uri)
+            found: tuple[pafs.FileSystem, str] = pafs.FileSystem.from_uri(uri)
+            return found
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
             raise SourceError(
                 f"source {uri!r}: pyarrow cannot open this URI ({exc}). Use a local path or a "
@@ -182,7 +183,8 @@ def resolve_files(uri: str) -> FileSource:
 def _read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
     """A text file's bytes, decompressed by its extension (.gz, .bz2, .zst, .lz4)."""
     with fs.open_input_stream(path, compression=_compression_of(path)) as f:
-        return f.readall()
+        data: bytes = f.readall()
+    return data
 
 
 def _decode_lines(data: bytes) -> list[str]:
@@ -463,8 +465,9 @@ class SyntheticSpec:
             return np.array([1.0 - self.imbalance, self.imbalance])
         # geometric priors whose rarest class has the requested share
         ratio = self.imbalance ** (1.0 / (k - 1))
-        p = ratio ** np.arange(k)
-        return p / p.sum()
+        p: np.ndarray = ratio ** np.arange(k)
+        priors: np.ndarray = p / p.sum()
+        return priors
 
     def contract(self) -> Contract:
         nullable = self.null_rate > 0

@@ -13,9 +13,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ray_ml._json import jsonable
 from ray_ml.report._html import Section, render_page
 from ray_ml.report._inputs import Experiment, load_experiment
-from ray_ml.report._json import jsonable
 from ray_ml.report._sections import SECTIONS
 
 __all__ = ["build_report", "build_sections"]

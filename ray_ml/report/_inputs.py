@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray_ml._json import finite_number
 from ray_ml.errors import RayMLError
-from ray_ml.tune import finite_number as number
 from ray_ml.tune import flatten_mapping
 
 __all__ = ["Experiment", "Trial", "load_experiment"]
@@ -140,7 +140,7 @@ class Experiment:
 
 # ------------------------------------------------------------------------------- helpers
 def _integer(value: Any) -> int | None:
-    out = number(value)
+    out = finite_number(value)
     return int(out) if out is not None else None
 
 
@@ -168,7 +168,9 @@ def _metric_from_summary(summary: Mapping[str, Any] | None) -> tuple[str | None,
     metric = mode = None
     if isinstance(best, Mapping):
         numeric = [
-            k for k, v in best.items() if k not in _SUMMARY_BEST_KEYS and number(v) is not None
+            k
+            for k, v in best.items()
+            if k not in _SUMMARY_BEST_KEYS and finite_number(v) is not None
         ]
         metric = numeric[0] if numeric else None
         found = re.search(r"\((min|max)\)", str(best.get("rule", "")))
@@ -223,8 +225,8 @@ def _trial(row: Mapping[str, Any], metric: str, has_rank: bool) -> Trial:
             config[name] = value
     metrics: dict[str, float | None] = {}
     if isinstance(row.get("metrics"), Mapping):
-        metrics = {str(k): number(v) for k, v in row["metrics"].items()}
-    value = number(row.get(metric)) if metric in row else metrics.get(metric)
+        metrics = {str(k): finite_number(v) for k, v in row["metrics"].items()}
+    value = finite_number(row.get(metric)) if metric in row else metrics.get(metric)
     status = str(row.get("status") or "unknown")
     checkpoint = row.get("checkpoint")
     rank = _integer(row.get("rank"))
@@ -244,11 +246,11 @@ def _trial(row: Mapping[str, Any], metric: str, has_rank: bool) -> Trial:
         eligible=can_win,
         iterations=_integer(row.get("iterations")),
         pruned_at_rung=_integer(row.get("pruned_at_rung")),
-        cost_usd=number(row.get("cost_usd")),
-        algorithmic_cost_usd=number(row.get("algorithmic_cost_usd")),
-        waste_usd=number(row.get("waste_usd")),
-        wall_s=number(row.get("wall_s")),
-        latency_ms=number(row.get("latency_ms")),
+        cost_usd=finite_number(row.get("cost_usd")),
+        algorithmic_cost_usd=finite_number(row.get("algorithmic_cost_usd")),
+        waste_usd=finite_number(row.get("waste_usd")),
+        wall_s=finite_number(row.get("wall_s")),
+        latency_ms=finite_number(row.get("latency_ms")),
         checkpoint=str(checkpoint) if checkpoint else None,
     )
 
@@ -290,9 +292,9 @@ def _read_events(exp: Experiment, known: set[str]) -> None:
             events.setdefault(trial_id, []).append(
                 {
                     "training_iteration": _integer(report.get("training_iteration")),
-                    "timestamp": number(report.get("timestamp")),
-                    "value": number(report.get(exp.metric)),
-                    "cost_usd": number(report.get("cost_usd")),
+                    "timestamp": finite_number(report.get("timestamp")),
+                    "value": finite_number(report.get(exp.metric)),
+                    "cost_usd": finite_number(report.get("cost_usd")),
                 }
             )
     for reports in events.values():
@@ -347,9 +349,9 @@ def load_experiment(storage_path: str | Path, name: str) -> Experiment:
     state = _read_json(exp.sweep_dir / "sweep_state.json", "costs", exp)
     if state is not None:
         costs = [c for c in state.get("costs") or [] if isinstance(c, dict) and "trial_id" in c]
-        costs.sort(key=lambda c: number(c.get("started_at")) or 0.0)
+        costs.sort(key=lambda c: finite_number(c.get("started_at")) or 0.0)
         exp.costs = costs
-        exp.prior_usd = number(state.get("prior_usd")) or 0.0
+        exp.prior_usd = finite_number(state.get("prior_usd")) or 0.0
 
     known = {t.trial_id for t in exp.trials or []} | {str(c["trial_id"]) for c in exp.costs or []}
     _read_events(exp, known)

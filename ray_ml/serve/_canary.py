@@ -66,7 +66,10 @@ class _RoleStats:
     def percentiles(self, *qs: float) -> list[float | None]:
         if not self.latencies:
             return [None] * len(qs)
-        return np.percentile(np.fromiter(self.latencies, np.float64), qs).tolist()
+        values: list[float | None] = np.percentile(
+            np.fromiter(self.latencies, np.float64), qs
+        ).tolist()
+        return values
 
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0

@@ -5,15 +5,13 @@ Replicas count each request batch into the reference's bins (`drift_counts`, acc
 model version and reports PSI and a chi-square p-value per feature. Counts are plain JSON-able
 dicts, so they travel through Ray without pickling any class of this module.
 
-The numeric binning repeats the one-line rule of `ray_ml.train.bin_fractions` (split at the inner
-edges with `searchsorted(side="right")`) instead of importing it, because importing
-`ray_ml.train` pulls in torch, which the state holder does not otherwise need; a unit test checks
-that both give the same bins. Nothing here imports Ray or torch.
+Features are binned by the rule the reference was made with (`ray_ml.data.bin_counts` for
+numbers, `ray_ml.data.category_strings` for categories), imported from `ray_ml.data`, which
+imports no torch. Nothing here imports Ray or torch.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -24,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import special as scipy_special
+
+from ray_ml.data import bin_counts, bin_of, category_strings, inner_edges
 
 __all__ = ["PSI_EPSILON", "DriftWindow", "drift_counts", "merge_counts"]
 
@@ -79,10 +79,7 @@ class _Binning:
         if self.inner is None:
             return {"counts": [], "nulls": nulls}
         valid = x[~missing] if nulls else x
-        counts = np.bincount(
-            np.searchsorted(self.inner, valid, side="right"), minlength=self.n_bins
-        )
-        return {"counts": counts.tolist(), "nulls": nulls}
+        return {"counts": bin_counts(valid, self.inner).tolist(), "nulls": nulls}
 
     def _count_numeric_small(self, values: list[Any]) -> dict[str, Any]:
         counts = [0] * self.n_bins
@@ -91,14 +88,12 @@ class _Binning:
             if v is None or v != v:  # null or NaN
                 nulls += 1
             elif self.n_bins:
-                # bisect_right is searchsorted(side="right"): an inner edge goes to the bin above.
-                counts[bisect.bisect_right(self.inner_list, float(v))] += 1
+                counts[bin_of(float(v), self.inner_list)] += 1
         return {"counts": counts, "nulls": nulls}
 
     def _count_categorical(self, col: pa.ChunkedArray) -> dict[str, Any]:
         assert self.value_set is not None
-        if not pa.types.is_string(col.type):
-            col = pc.cast(col, pa.string())  # bools -> "true"/"false", ints -> decimal
+        col = category_strings(col)
         nulls = col.null_count
         idx = pc.index_in(col, value_set=self.value_set)  # null for null and for unseen values
         found = idx.drop_null().to_numpy(zero_copy_only=False)
@@ -114,7 +109,7 @@ class _Binning:
             if v is None:
                 nulls += 1
                 continue
-            if isinstance(v, bool):  # written as Arrow casts it, as reference_stats did
+            if isinstance(v, bool):  # as `category_strings` casts it (ints: str() is the same)
                 v = "true" if v else "false"
             counts[self.index.get(v if isinstance(v, str) else str(v), other)] += 1
         return {"counts": counts, "nulls": nulls}
@@ -142,7 +137,7 @@ def _compile(reference: Mapping[str, Any]) -> list[_Binning]:
             expected = None
             if fractions is not None and len(fractions) == n_bins and st.get("count", 1) > 0:
                 expected = np.asarray(fractions, dtype=np.float64)
-            inner = np.asarray(edges, dtype=np.float64)[1:-1]
+            inner = inner_edges(edges)
             out.append(
                 _Binning(str(name), True, inner, None, n_bins, expected, inner_list=inner.tolist())
             )
@@ -187,7 +182,7 @@ def _compiled(reference: Mapping[str, Any]) -> list[_Binning]:
 def drift_counts(table: pa.Table, reference: Mapping[str, Any]) -> dict[str, Any]:
     """Count one request batch into the reference's bins (replica side).
 
-    Numeric features are binned exactly as `ray_ml.train.bin_fractions` bins the training data
+    Numeric features are binned exactly as `ray_ml.data.bin_fractions` bins the training data
     (split at the inner edges; values outside the edges fall into the end bins); NaN and null
     count as null. Categorical features are cast to strings as `reference_stats` does (bools
     "true"/"false", ints in decimal) and counted in the order of `sorted(frequencies)`, plus one

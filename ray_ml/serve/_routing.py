@@ -134,4 +134,4 @@ def resolve_routing(spec: ServeSpec, revision: int = 0) -> dict[str, Any]:
 
 def same_routes(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two routing tables route to the same versions (revisions aside)."""
-    return a["stable"] == b["stable"] and a["canary"] == b["canary"]
+    return bool(a["stable"] == b["stable"] and a["canary"] == b["canary"])

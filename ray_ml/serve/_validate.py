@@ -495,7 +495,9 @@ class RequestValidator:
         self._names = [c.name for c in self._columns]
         self._feature_keys = frozenset(self._names)
         # An id column (`role: id`) may ride along with a row (it is echoed, never a feature).
-        self._allowed_keys = self._feature_keys | {contract.label} | {c.name for c in contract.id_columns}
+        self._allowed_keys = (
+            self._feature_keys | {contract.label} | {c.name for c in contract.id_columns}
+        )
         self._schema = pa.schema([pa.field(c.name, c.arrow_type) for c in self._columns])
 
     @property

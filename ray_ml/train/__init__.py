@@ -5,9 +5,7 @@ from ray_ml.train._bundle import (
     BUNDLE_FORMAT_VERSION,
     MODEL_KINDS,
     Bundle,
-    bin_fractions,
     load_bundle,
-    reference_stats,
     write_bundle,
 )
 from ray_ml.train._metrics import MetricAccumulator, compute_metrics
@@ -47,7 +45,6 @@ __all__ = [
     "TrainSession",
     "TrainingFailed",
     "TrialSession",
-    "bin_fractions",
     "build_mlp",
     "class_counts",
     "class_weights_balanced",
@@ -60,7 +57,6 @@ __all__ = [
     "loss_fn",
     "output_size",
     "predict_scores",
-    "reference_stats",
     "run_loop",
     "run_train_job",
     "run_training",

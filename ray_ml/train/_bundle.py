@@ -22,29 +22,24 @@ model that no longer matches its preprocessing.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import hashlib
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import yaml
 
+from ray_ml._json import jsonable
 from ray_ml.data import Contract, Preprocessor
 from ray_ml.errors import BundleError, ContractError
 from ray_ml.train._models import build_mlp, output_size
@@ -57,9 +52,7 @@ __all__ = [
     "BUNDLE_FORMAT_VERSION",
     "MODEL_KINDS",
     "Bundle",
-    "bin_fractions",
     "load_bundle",
-    "reference_stats",
     "write_bundle",
 ]
 
@@ -107,7 +100,7 @@ class Bundle:
         preprocessor: The fitted preprocessing of the training run.
         contract: The data contract of the training run.
         metrics: Parsed `metrics.json`.
-        reference_stats: Parsed `reference_stats.json` (see `reference_stats`).
+        reference_stats: Parsed `reference_stats.json` (see `ray_ml.data.reference_stats`).
     """
 
     path: Path
@@ -161,7 +154,7 @@ def write_bundle(
             free-form JSON facts (e.g. params, best_iteration) kept for reports.
         preprocessor: The preprocessing the model was trained on.
         contract: The data contract of the training data.
-        reference_stats: Training-data statistics from `reference_stats`.
+        reference_stats: Training-data statistics from `ray_ml.data.reference_stats`.
         metrics: Evaluation metrics (e.g. from `compute_metrics`).
         state_dict: The MLP's weights (`model.state_dict()`; DDP `module.` and torch.compile
             `_orig_mod.` prefixes are removed). Required for and only for `mlp`.
@@ -197,7 +190,7 @@ def write_bundle(
         raise ValueError(
             f"manifest_extra must not set the manifest's own key(s) {clash}; rename them."
         )
-    config = _jsonable(dict(model_config), "model_config")
+    config = jsonable(dict(model_config), "model_config")
 
     files: dict[str, bytes] = {}
     if kind == "mlp":
@@ -228,8 +221,8 @@ def write_bundle(
     files[CONTRACT] = contract.to_yaml(
         "# Data contract of the training run that produced this bundle.\n"
     ).encode()
-    files[REFERENCE_STATS] = _json_bytes(_jsonable(dict(reference_stats), "reference_stats"))
-    files[METRICS] = _json_bytes(_jsonable(dict(metrics), "metrics"))
+    files[REFERENCE_STATS] = _json_bytes(jsonable(dict(reference_stats), "reference_stats"))
+    files[METRICS] = _json_bytes(jsonable(dict(metrics), "metrics"))
 
     commit, dirty = _git_state()
     manifest: dict[str, Any] = {
@@ -243,7 +236,7 @@ def write_bundle(
         "python": platform.python_version(),
         "git_commit": commit,
         "git_dirty": dirty,
-        **_jsonable(extra, "manifest_extra"),
+        **jsonable(extra, "manifest_extra"),
         "files": {name: _sha256(data) for name, data in sorted(files.items())},
     }
     manifest["checksum"] = _manifest_checksum(manifest)
@@ -361,35 +354,6 @@ def _check_booster(booster: xgboost.Booster, pre: Preprocessor, where: str) -> N
 
 def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
-
-
-def _jsonable(value: Any, where: str) -> Any:
-    """numpy, Enum, Path and dataclass values -> JSON types; NaN/inf -> None; else TypeError."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist(), where)
-    if isinstance(value, enum.Enum):
-        return _jsonable(value.value, where)
-    if value is None or isinstance(value, str | bool):
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if isinstance(value, Path):
-        return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(dataclasses.asdict(value), where)
-    raise ValueError(
-        f"{where} is a {type(value).__name__}, which a bundle cannot store as JSON. Convert it "
-        "to numbers, strings, lists or dicts first."
-    )
 
 
 def _sha256(data: bytes) -> str:
@@ -526,115 +490,3 @@ def _verify_file(root: Path, name: str, digest: Any) -> None:
             h.update(chunk)
     if h.hexdigest() != digest:
         raise _corrupt(root, name, f"has sha256 {h.hexdigest()}, but the manifest says {digest}")
-
-
-# -- reference statistics -------------------------------------------------------------------------
-def reference_stats(
-    table: pa.Table, contract: Contract, *, max_categories: int = 100
-) -> dict[str, Any]:
-    """Per-column statistics of the training data, the baseline for drift checks in serving.
-
-    A column is numeric when its contract type is float or int without `categories`; others
-    (category, string, bool, int with categories) are categorical. Numeric columns get count,
-    null_fraction, mean, std (population), min, max, `bin_edges` (11 quantiles: min, the nine
-    deciles, max) and `bin_fractions` (the share of rows in each of the 10 bins, as
-    `bin_fractions` assigns them: use the same function on live data). Categorical columns get
-    count, null_fraction, `frequencies` (value -> share of non-null rows; every contract
-    category appears, unseen ones as 0) and `other_fraction` (share outside the
-    `max_categories` most frequent values, for free-text columns). NaN counts as null.
-
-    Args:
-        table: The training split (or a large sample of it) as an Arrow table.
-        contract: Its data contract.
-        max_categories: Most values kept per categorical column.
-
-    Returns:
-        `{"version": 1, "rows": n, "columns": {feature: stats}, "label": stats | None}`.
-
-    Raises:
-        ContractError: A feature column of the contract is missing from `table`.
-    """
-    missing = [c.name for c in contract.feature_columns if c.name not in table.column_names]
-    if missing:
-        raise ContractError(
-            f"reference_stats: the table is missing feature column(s) {missing} of contract "
-            f"`{contract.name}`. Pass the checked training split."
-        )
-    columns = {
-        spec.name: _column_stats(
-            table.column(spec.name),
-            # known_categories: an inferred contract lists them under `expect:`.
-            spec.type.is_numeric and spec.known_categories is None,
-            spec.known_categories,
-            max_categories,
-        )
-        for spec in contract.feature_columns
-    }
-    label = None
-    if contract.label in table.column_names:
-        spec = contract.column(contract.label)
-        label = _column_stats(
-            table.column(contract.label),
-            contract.task.value == "regression",
-            spec.categories,
-            max_categories,
-        )
-    return {"version": 1, "rows": table.num_rows, "columns": columns, "label": label}
-
-
-def bin_fractions(values: np.ndarray, edges: Sequence[float]) -> list[float]:
-    """Share of `values` in each bin of `edges` (as stored in `reference_stats`).
-
-    Bins are split at the inner edges only, so values below the first or above the last edge
-    fall into the end bins, and a value equal to an inner edge goes to the bin above it. NaN
-    values must be removed first. With no values, every share is 0.
-    """
-    inner = np.asarray(edges, dtype=np.float64)[1:-1]
-    x = np.asarray(values, dtype=np.float64)
-    counts = np.bincount(np.searchsorted(inner, x, side="right"), minlength=len(edges) - 1)
-    return [float(c) / x.size if x.size else 0.0 for c in counts]
-
-
-def _column_stats(
-    col: pa.ChunkedArray, numeric: bool, categories: tuple[Any, ...] | None, max_categories: int
-) -> dict[str, Any]:
-    n = len(col)
-    if numeric:
-        x = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
-        x = x[~np.isnan(x)]
-        stats: dict[str, Any] = {
-            "kind": "numeric",
-            "count": int(x.size),
-            "null_fraction": (n - x.size) / n if n else 0.0,
-        }
-        if x.size == 0:
-            return stats | dict.fromkeys(
-                ("mean", "std", "min", "max", "bin_edges", "bin_fractions")
-            )
-        edges = np.quantile(x, np.linspace(0.0, 1.0, 11)).tolist()
-        return stats | {
-            "mean": float(x.mean()),
-            "std": float(x.std()),
-            "min": float(x.min()),
-            "max": float(x.max()),
-            "bin_edges": edges,
-            "bin_fractions": bin_fractions(x, edges),
-        }
-    if not pa.types.is_string(col.type):
-        col = col.cast(pa.string())  # bools become "true"/"false", ints their decimal form
-    valid = col.drop_null()
-    m = len(valid)
-    vc = pc.value_counts(valid)
-    counts = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
-    kept = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_categories]
-    freqs = {str(v): c / m for v, c in kept} if m else {}
-    for cat in categories or ():
-        freqs.setdefault(str(cat), 0.0)
-    other = (m - sum(c for _, c in kept)) / m if m else 0.0
-    return {
-        "kind": "categorical",
-        "count": m,
-        "null_fraction": (n - m) / n if n else 0.0,
-        "frequencies": dict(sorted(freqs.items())),
-        "other_fraction": other,
-    }

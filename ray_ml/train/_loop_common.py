@@ -1,7 +1,8 @@
 """Pieces shared by the PyTorch and XGBoost per-worker loops.
 
-`LoopSpec` is everything a worker needs, as plain data (it crosses to Ray workers and into Tune
-trials), built once on the driver by `run_training`.
+`LoopSpec` is everything a worker needs, typed (the run's own `ModelConfig` and `TrainConfig`):
+a dataclass pickles to Ray workers and into Tune trials as it is. Built once on the driver by
+`loop_spec`, and given to Ray Train as `train_loop_config={"spec": spec}`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import signal
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from ray_ml.config import ModelConfig, TrainConfig
 from ray_ml.data import ROW_HASH_COLUMN, Preprocessor
 
 __all__ = ["LATENCY_ROWS", "LoopSpec", "latency_ms_per_1k", "maybe_chaos_kill", "validation_part"]
@@ -36,21 +38,14 @@ class LoopSpec:
     task: str
     classes: list[Any]
     preprocessor: dict[str, Any]
-    model: dict[str, Any]
-    train: dict[str, Any]
+    model: ModelConfig
+    train: TrainConfig
     seed: int
     train_rows: int
+    cpus_per_worker: float  # `scaling.cpus_per_worker`: XGBoost's thread count
     class_weights: list[float] | None = None
     use_gpu: bool = False
     chaos_dir: str | None = None  # where the one-shot fault-injection marker lives
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> LoopSpec:
-        return cls(**raw)
 
     def preprocessing(self) -> Preprocessor:
         return Preprocessor.from_dict(self.preprocessor)
@@ -89,7 +84,7 @@ def maybe_chaos_kill(spec: LoopSpec, epoch: int, rank: int, settle_s: float | No
     Enabled by `train.chaos_kill_at_epoch`; a marker file makes it fire once per run, so the
     restarted worker group carries on. The kill is real: the process dies without cleanup.
     """
-    at = int(spec.train.get("chaos_kill_at_epoch", -1))
+    at = spec.train.chaos_kill_at_epoch
     if at < 0 or epoch != at or rank != 0 or not spec.chaos_dir:
         return
     marker = Path(spec.chaos_dir) / f"chaos_fired_epoch_{at}"

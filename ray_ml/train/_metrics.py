@@ -32,6 +32,8 @@ import numpy as np
 from sklearn import metrics as skm
 from sklearn.preprocessing import label_binarize
 
+from ray_ml._json import jsonable
+
 __all__ = ["TASKS", "MetricAccumulator", "compute_metrics"]
 
 TASKS = ("binary", "multiclass", "regression")
@@ -169,7 +171,8 @@ def _classification(
         name: {"precision": prec[i], "recall": rec[i], "f1": f1[i], "support": sup[i]}
         for i, name in enumerate(names)
     }
-    return _plain(out)
+    plain: dict[str, Any] = jsonable(out)  # numpy numbers -> Python; NaN and inf -> None
+    return plain
 
 
 def _regression(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
@@ -181,25 +184,8 @@ def _regression(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
         "r2": skm.r2_score(y, pred) if y.shape[0] >= 2 else math.nan,
         "support": int(y.shape[0]),
     }
-    return _plain(out)
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars/arrays -> Python numbers/lists; NaN and inf -> None."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    return value
+    plain: dict[str, Any] = jsonable(out)  # numpy numbers -> Python; NaN and inf -> None
+    return plain
 
 
 class MetricAccumulator:

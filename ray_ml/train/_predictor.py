@@ -151,7 +151,8 @@ class Predictor:
     def _class_index(self, scores: np.ndarray) -> np.ndarray:
         if self.task == "binary":
             return (scores >= _THRESHOLD).astype(np.int64)
-        return scores.argmax(axis=1)
+        best: np.ndarray = scores.argmax(axis=1)
+        return best
 
     def _per_class(self, scores: np.ndarray) -> np.ndarray:
         if self.task == "binary":
@@ -203,7 +204,8 @@ def _column(batch: Any, name: str) -> np.ndarray:
             f"keep_columns names {name!r}, but the batch has no such column. Columns: {names}."
         )
     if isinstance(batch, pa.Table):
-        return batch.column(name).to_numpy(zero_copy_only=False)
+        values: np.ndarray = batch.column(name).to_numpy(zero_copy_only=False)
+        return values
     return np.asarray(batch[name])
 
 
@@ -231,5 +233,7 @@ def _stamp(bundle_dir: str) -> tuple[tuple[str, int], ...]:
 
 
 @functools.lru_cache(maxsize=4)
-def _loaded(bundle_dir: str, stamp: tuple[tuple[str, int], ...], keep: tuple[str, ...]) -> Predictor:
+def _loaded(
+    bundle_dir: str, stamp: tuple[tuple[str, int], ...], keep: tuple[str, ...]
+) -> Predictor:
     return Predictor(bundle_dir, keep_columns=keep)

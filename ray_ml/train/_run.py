@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pyarrow as pa
 
-from ray_ml.config import run_config_to_dict
+from ray_ml.config import ClassWeighting, ModelKind, Resample, run_config_to_dict
 from ray_ml.console import current_console
 from ray_ml.data import (
     ROW_HASH_COLUMN,
@@ -35,9 +35,10 @@ from ray_ml.data import (
     map_blocks,
     prepare_data,
     preprocessing_kwargs,
+    reference_stats,
 )
 from ray_ml.errors import RayMLError
-from ray_ml.train._bundle import reference_stats, write_bundle
+from ray_ml.train._bundle import write_bundle
 from ray_ml.train._loop_common import LoopSpec
 from ray_ml.train._metrics import compute_metrics
 from ray_ml.train._models import class_weights_balanced
@@ -121,7 +122,7 @@ def _build_trainer(
         num_workers=s.num_workers,
         use_gpu=s.use_gpu,
         resources_per_worker=per_worker,
-        placement_strategy=str(s.placement_strategy),
+        placement_strategy=s.placement_strategy.value,
     )
     run_config = ray.train.RunConfig(
         name=name,
@@ -133,7 +134,7 @@ def _build_trainer(
     # Validation is read whole by each worker and split by row hash (no rows dropped).
     data_config = ray.train.DataConfig(datasets_to_split=["train"])
     trainer_cls: Any
-    if str(cfg.model.kind) == "xgboost":
+    if cfg.model.kind == ModelKind.xgboost:
         from ray.train.xgboost import XGBoostTrainer as trainer_cls
 
         from ray_ml.train._xgboost import xgboost_train_loop_per_worker as loop
@@ -143,7 +144,7 @@ def _build_trainer(
         from ray_ml.train._torch import torch_train_loop_per_worker as loop
     return trainer_cls(
         loop,
-        train_loop_config=spec.to_dict(),
+        train_loop_config={"spec": spec},  # a dataclass: pickled to the workers as it is
         scaling_config=scaling,
         run_config=run_config,
         datasets=datasets,
@@ -219,7 +220,7 @@ def fit_inputs(
     classes = contract.classes
     counts = class_counts(prepared, train_parts(prepared)) if counts is None else counts
     train_rows = int(train.count())
-    if classes and str(cfg.train.resample) == "oversample":
+    if classes and cfg.train.resample == Resample.oversample:
         biggest = max(counts)
         factors = [max(1, round(biggest / max(c, 1))) for c in counts]
         train = map_blocks(train, _oversample, contract.label, classes, factors)
@@ -243,26 +244,25 @@ def loop_spec(
     """What a training worker needs, for `cfg` on rows already prepared (see `fit_inputs`)."""
     contract = prepared.contract
     class_weights = None
-    if contract.classes and str(cfg.train.class_weighting) == "balanced":
+    if contract.classes and cfg.train.class_weighting == ClassWeighting.balanced:
         class_weights = class_weights_balanced(counts)
-    plain = run_config_to_dict(cfg)
     return LoopSpec(
         task=contract.task.value,
         classes=contract.classes,
         preprocessor=(preprocessor or prepared.preprocessor).to_dict(),
-        model=plain["model"],
-        train=plain["train"],
+        model=cfg.model,
+        train=cfg.train,
         seed=cfg.seed,
         train_rows=train_rows,
+        cpus_per_worker=cfg.scaling.cpus_per_worker,
         class_weights=class_weights,
         use_gpu=cfg.scaling.use_gpu,
-        extra={"cpus_per_worker": cfg.scaling.cpus_per_worker},
     )
 
 
 def run_loop(inputs: FitInputs, session: LoopSession) -> None:
     """Run the model kind's training loop in `session` (see `ray_ml.train._session`)."""
-    if inputs.spec.model["kind"] == "xgboost":
+    if inputs.spec.model.kind == ModelKind.xgboost:
         from ray_ml.train._xgboost import xgboost_train_loop
 
         xgboost_train_loop(inputs.spec, session)
@@ -302,9 +302,9 @@ def fit_trainer(
     )
     try:
         result = trainer.fit()
-        kind = spec.model["kind"]
-        total = int(spec.model["num_boost_round"] if kind == "xgboost" else spec.train["epochs"])
-        unit = "rounds" if kind == "xgboost" else "epochs"
+        xgboost = spec.model.kind == ModelKind.xgboost
+        total = spec.model.num_boost_round if xgboost else spec.train.epochs
+        unit = "rounds" if xgboost else "epochs"
         current_console().finish("train", **progress_fields(result.metrics or {}, total, unit))
     except Exception as exc:  # Ray Train wraps worker deaths in its own error types
         if isinstance(exc, RayMLError):
@@ -324,7 +324,7 @@ def fit_trainer(
         )
     last = (result.metrics or {}).get("epoch")
     if (
-        cfg.model.kind == "mlp"
+        cfg.model.kind == ModelKind.mlp
         and last is not None
         and int(last) < cfg.train.epochs - 1
         and not (result.metrics or {}).get("stopped_early")
@@ -360,7 +360,7 @@ def _write_bundle(
         "overwrite": True,
     }
     with result.checkpoint.as_directory() as d:
-        if str(cfg.model.kind) == "xgboost":
+        if cfg.model.kind == ModelKind.xgboost:
             from ray_ml.train._xgboost import load_xgboost_checkpoint
 
             raw, facts = load_xgboost_checkpoint(
@@ -513,7 +513,7 @@ def run_training(
     summary = {
         "job": "train",
         "name": run_name,
-        "model": str(cfg.model.kind),
+        "model": cfg.model.kind.value,
         "metrics": metrics,
         "bundle": str(bundle_dir),
         "fingerprint": prepared.fingerprint,

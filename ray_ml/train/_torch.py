@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ray_ml.config import LRSchedule, MixedPrecision, Optimizer, SortMode, TrainConfig
 from ray_ml.train._loop_common import (
     LATENCY_ROWS,
     LoopSpec,
@@ -64,26 +65,26 @@ def _model_kwargs(spec: LoopSpec) -> dict[str, Any]:
     return {
         "num_features": prep.num_features,
         "num_outputs": output_size(spec.task, len(spec.classes)),
-        "hidden_sizes": list(m["hidden_sizes"]),
-        "dropout": float(m["dropout"]),
-        "norm": str(m["norm"]),
-        "activation": str(m["activation"]),
+        "hidden_sizes": list(m.hidden_sizes),
+        "dropout": float(m.dropout),
+        "norm": m.norm.value,
+        "activation": m.activation.value,
     }
 
 
-def _optimizer(model: torch.nn.Module, t: dict[str, Any]) -> torch.optim.Optimizer:
-    if t["optimizer"] == "sgd":
+def _optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    if t.optimizer == Optimizer.sgd:
         return torch.optim.SGD(
-            model.parameters(), lr=t["lr"], momentum=0.9, weight_decay=t["weight_decay"]
+            model.parameters(), lr=t.lr, momentum=0.9, weight_decay=t.weight_decay
         )
-    return torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    return torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
 
 
 def _scheduler(
-    opt: torch.optim.Optimizer, t: dict[str, Any], total_steps: int
+    opt: torch.optim.Optimizer, t: TrainConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
-    warmup = int(t.get("warmup_fraction", 0.0) * total_steps)
-    if t["lr_schedule"] == "cosine":
+    warmup = int(t.warmup_fraction * total_steps)
+    if t.lr_schedule == LRSchedule.cosine:
 
         def cosine(step: int) -> float:
             if step < warmup:
@@ -92,12 +93,12 @@ def _scheduler(
             return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
         return torch.optim.lr_scheduler.LambdaLR(opt, cosine)
-    if t["lr_schedule"] == "onecycle":
+    if t.lr_schedule == LRSchedule.onecycle:
         return torch.optim.lr_scheduler.OneCycleLR(
             opt,
-            max_lr=t["lr"],
+            max_lr=t.lr,
             total_steps=max(total_steps, 1),
-            pct_start=max(t.get("warmup_fraction", 0.0), 0.05),
+            pct_start=max(t.warmup_fraction, 0.05),
         )
     return None
 
@@ -144,19 +145,19 @@ class ShardCache:
 
 
 def _streamed(
-    shard: Any, prep: Any, device: torch.device, t: dict[str, Any], shuffle_seed: int
+    shard: Any, prep: Any, device: torch.device, t: TrainConfig, shuffle_seed: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches from Ray Data's streaming iterator, preprocessed and moved to `device`."""
     for batch in shard.iter_batches(
-        batch_size=t["batch_size"],
+        batch_size=t.batch_size,
         batch_format="pyarrow",
-        prefetch_batches=t.get("prefetch_batches", 1),
-        local_shuffle_buffer_size=t.get("local_shuffle_buffer") or None,
-        local_shuffle_seed=shuffle_seed if t.get("local_shuffle_buffer") else None,
+        prefetch_batches=t.prefetch_batches,
+        local_shuffle_buffer_size=t.local_shuffle_buffer or None,
+        local_shuffle_seed=shuffle_seed if t.local_shuffle_buffer else None,
     ):
         x = torch.from_numpy(prep.transform(batch))
         y = torch.from_numpy(prep.labels(batch))
-        if t.get("pin_memory") and device.type == "cuda":
+        if t.pin_memory and device.type == "cuda":
             x, y = x.pin_memory(), y.pin_memory()
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
@@ -204,7 +205,7 @@ def _evaluate(
     model.eval()
     with torch.no_grad():
         for batch in shard.iter_batches(
-            batch_size=max(spec.train["batch_size"], 1024), batch_format="pyarrow"
+            batch_size=max(spec.train.batch_size, 1024), batch_format="pyarrow"
         ):
             part = validation_part(batch, rank, world)
             if part.num_rows == 0:
@@ -249,7 +250,7 @@ def _save(
         "torch_rng": torch.get_rng_state(),
     }
     torch.save(state, directory / STATE_FILE)
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     progress = {**progress, "numpy_rng": [kind, np.asarray(keys).tolist(), pos, has_gauss, cached]}
     (directory / PROGRESS_FILE).write_text(json.dumps(progress))
 
@@ -282,9 +283,9 @@ def _predict_on_host(model: torch.nn.Module, x: torch.Tensor) -> Any:
 
 
 def torch_train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point: `TorchTrainer(torch_train_loop_per_worker, train_loop_config=spec)`."""
-    spec = LoopSpec.from_dict(config)
-    torch_train_loop(spec, TrainSession(total=int(spec.train["epochs"])))
+    """Ray Train entry point: `TorchTrainer(torch_train_loop_per_worker, train_loop_config={"spec": spec})`."""
+    spec: LoopSpec = config["spec"]
+    torch_train_loop(spec, TrainSession(total=spec.train.epochs))
 
 
 def torch_train_loop(spec: LoopSpec, session: LoopSession) -> None:
@@ -299,17 +300,17 @@ def torch_train_loop(spec: LoopSpec, session: LoopSession) -> None:
     model_kwargs = _model_kwargs(spec)
     model = session.prepare_model(build_mlp(**model_kwargs))
     opt = _optimizer(model, t)
-    steps_per_epoch = max(1, math.ceil(spec.train_rows / world / t["batch_size"]))
-    sched = _scheduler(opt, t, steps_per_epoch * t["epochs"])
+    steps_per_epoch = max(1, math.ceil(spec.train_rows / world / t.batch_size))
+    sched = _scheduler(opt, t, steps_per_epoch * t.epochs)
     weights = (
         torch.tensor(spec.class_weights, dtype=torch.float32, device=device)
         if spec.class_weights
         else None
     )
     loss = loss_fn(spec.task, weights)
-    mode_max = t.get("early_stopping_mode", "min") == "max"
-    watch = t.get("early_stopping_metric", "val_loss")
-    use_bf16 = t.get("mixed_precision") == "bf16" and device.type == "cuda"
+    mode_max = t.early_stopping_mode == SortMode.max
+    watch = t.early_stopping_metric
+    use_bf16 = t.mixed_precision == MixedPrecision.bf16 and device.type == "cuda"
 
     start_epoch, bad_epochs = 0, 0
     best: float | None = None
@@ -329,20 +330,20 @@ def torch_train_loop(spec: LoopSpec, session: LoopSession) -> None:
         start_epoch = progress["epoch"] + 1
         best, bad_epochs, history = progress["best"], progress["bad_epochs"], progress["history"]
         if progress.get("stopped_early"):
-            start_epoch = t["epochs"]
+            start_epoch = t.epochs
 
     train_shard = session.shard("train")
     latency_x = _latency_input(spec, session, device) if rank == 0 else None
     cache = None
-    if t.get("gpu_cache") and device.type == "cuda" and start_epoch < t["epochs"]:
+    if t.gpu_cache and device.type == "cuda" and start_epoch < t.epochs:
         cache = ShardCache.build(train_shard, prep, device, _cache_budget(device))
-    for epoch in range(start_epoch, t["epochs"]):
+    for epoch in range(start_epoch, t.epochs):
         t0 = time.perf_counter()
         torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)  # dropout: replayable
         model.train()
         loss_sum_t, seen = torch.zeros((), device=device), 0
         batches = (
-            cache.batches(t["batch_size"], spec.seed * 7919 + epoch * 31 + rank)
+            cache.batches(t.batch_size, spec.seed * 7919 + epoch * 31 + rank)
             if cache is not None
             else _streamed(train_shard, prep, device, t, spec.seed + epoch)
         )
@@ -352,8 +353,8 @@ def torch_train_loop(spec: LoopSpec, session: LoopSession) -> None:
             batch_loss = loss(out.float(), y)
             opt.zero_grad(set_to_none=True)
             batch_loss.backward()
-            if t.get("grad_clip", 0) > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
+            if t.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             opt.step()
             if sched is not None:
                 sched.step()
@@ -377,17 +378,17 @@ def torch_train_loop(spec: LoopSpec, session: LoopSession) -> None:
             best_state = {k: v.detach().clone() for k, v in _unwrap(model).state_dict().items()}
         else:
             bad_epochs += 1
-        patience = t.get("early_stopping_patience", 0)
+        patience = t.early_stopping_patience
         stop = patience > 0 and bad_epochs >= patience
         history.append({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-        last = stop or epoch == t["epochs"] - 1
+        last = stop or epoch == t.epochs - 1
         # `training_done`: the run ended on its own terms (all epochs, or early stopping); a
         # trial whose last report lacks it was stopped from outside (a scheduler, a budget).
         metrics.update({"best": best, "stopped_early": stop, "training_done": last})
         metrics["cpu_s"] = time.process_time() - cpu0  # this worker's CPU time in the loop
         if latency_x is not None:
             metrics["latency_ms"] = _latency_ms(model, latency_x)
-        if last or (epoch + 1) % t.get("checkpoint_every_epochs", 1) == 0:
+        if last or (epoch + 1) % t.checkpoint_every_epochs == 0:
             progress = {
                 "epoch": epoch,
                 "best": best,

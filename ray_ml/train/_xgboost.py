@@ -47,17 +47,17 @@ def xgboost_params(spec: LoopSpec) -> dict[str, Any]:
     """XGBoost parameters from the model/train config (hist; cuda when GPUs are used)."""
     m = spec.model
     params: dict[str, Any] = {
-        "tree_method": m.get("tree_method", "hist"),
-        "max_depth": m["max_depth"],
-        "eta": m["eta"],
-        "subsample": m["subsample"],
-        "colsample_bytree": m["colsample_bytree"],
-        "min_child_weight": m["min_child_weight"],
-        "lambda": m["reg_lambda"],
+        "tree_method": m.tree_method,
+        "max_depth": m.max_depth,
+        "eta": m.eta,
+        "subsample": m.subsample,
+        "colsample_bytree": m.colsample_bytree,
+        "min_child_weight": m.min_child_weight,
+        "lambda": m.reg_lambda,
         "seed": spec.seed,
         "eval_metric": _EVAL_METRIC[spec.task],
         "device": "cuda" if spec.use_gpu else "cpu",
-        "nthread": max(1, int(spec.extra.get("cpus_per_worker", 1))),
+        "nthread": max(1, int(spec.cpus_per_worker)),
     }
     if spec.task == "binary":
         params["objective"] = "binary:logistic"
@@ -101,7 +101,7 @@ class _ReportCallback(xgb.callback.TrainingCallback):
         self.session = session
         self.rank = session.rank
         self.start_round = start_round
-        self.every = int(spec.model.get("checkpoint_every_rounds", 10))
+        self.every = spec.model.checkpoint_every_rounds
         self.metric = _EVAL_METRIC[spec.task]
         self.last_saved = -1
         self.final_reported = False
@@ -136,7 +136,7 @@ class _ReportCallback(xgb.callback.TrainingCallback):
         if (rnd + 1) % self.every == 0:
             # Reports are synchronisation points (and Tune's rungs): every k rounds, with a
             # checkpoint, not every round.
-            last = rnd + 1 >= int(self.spec.model["num_boost_round"])
+            last = rnd + 1 >= self.spec.model.num_boost_round
             self._report(model, rnd, done=last)
             maybe_chaos_kill(self.spec, rnd, self.rank, self.session.settle_s)
         return False
@@ -150,10 +150,9 @@ class _ReportCallback(xgb.callback.TrainingCallback):
 
 
 def xgboost_train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point: `XGBoostTrainer(xgboost_train_loop_per_worker, train_loop_config=spec)`."""
-    spec = LoopSpec.from_dict(config)
-    total = int(spec.model["num_boost_round"])
-    xgboost_train_loop(spec, TrainSession(total=total, unit="rounds"))
+    """Ray Train entry point: `XGBoostTrainer(xgboost_train_loop_per_worker, train_loop_config={"spec": spec})`."""
+    spec: LoopSpec = config["spec"]
+    xgboost_train_loop(spec, TrainSession(total=spec.model.num_boost_round, unit="rounds"))
 
 
 def xgboost_train_loop(spec: LoopSpec, session: LoopSession) -> None:
@@ -171,10 +170,10 @@ def xgboost_train_loop(spec: LoopSpec, session: LoopSession) -> None:
             booster = xgb.Booster(model_file=str(Path(d) / MODEL_FILE))
     if booster is not None:
         start = booster.num_boosted_rounds()
-    rounds = int(spec.model["num_boost_round"]) - start
+    rounds = spec.model.num_boost_round - start
     if rounds <= 0:
         return
-    early = int(spec.model.get("early_stopping_rounds", 0))
+    early = spec.model.early_stopping_rounds
     xgb.train(
         xgboost_params(spec),
         dtrain,

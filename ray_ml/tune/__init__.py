@@ -25,7 +25,6 @@ from ray_ml.tune._results import (
     choose_winner,
     default_objectives,
     eligible,
-    finite_number,
     flatten_mapping,
     pareto_front,
 )
@@ -78,7 +77,6 @@ __all__ = [
     "choose_winner",
     "default_objectives",
     "eligible",
-    "finite_number",
     "flatten_mapping",
     "load_space",
     "pareto_front",

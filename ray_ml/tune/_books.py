@@ -29,7 +29,6 @@ plus a fraction of a second of burn reaches the budget.
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 import time
@@ -38,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray_ml._json import finite_number
 from ray_ml.cost import Budget, CostMeter, PriceCatalog, TrialStatus
 
 __all__ = ["SweepBooks", "SweepLayout", "TrialRecord"]
@@ -162,11 +162,7 @@ class _Facts:
 
 
 def _numeric(result: Mapping[str, Any]) -> dict[str, float]:
-    return {
-        k: float(v)
-        for k, v in result.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    }
+    return {k: x for k, v in result.items() if (x := finite_number(v)) is not None}
 
 
 class SweepBooks:

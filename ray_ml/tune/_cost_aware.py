@@ -59,6 +59,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.sample import Domain
 from scipy.stats import norm, rankdata
 
+from ray_ml._json import finite_number
 from ray_ml.config import SortMode
 from ray_ml.errors import ConfigError
 from ray_ml.tune._space import DomainKind, Param, SearchSpace, _encode, _plain, _unwrap
@@ -388,8 +389,8 @@ class CostAwareSearcher(Searcher):
             # Never started (removed while pending), or not suggested by this searcher and
             # carrying no config: nothing to learn.
             return
-        value = None if error else _finite(data.get(self._metric_key))
-        cost = _finite(data.get(self._cost_key))
+        value = None if error else finite_number(data.get(self._metric_key))
+        cost = finite_number(data.get(self._cost_key))
         if value is None and not error:
             logger.warning(
                 "trial %s finished without reporting %r; the cost-aware searcher ignores its "
@@ -584,18 +585,11 @@ def _check_mode(mode: SortMode | str) -> SortMode:
         ) from None
 
 
-def _finite(value: Any) -> float | None:
-    value = _unwrap(value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def _slim(result: Mapping[str, Any] | None, metric: str, cost_key: str) -> dict[str, Any]:
     # Only what the searcher uses, as plain JSON-ready numbers.
     out: dict[str, Any] = {}
     for key in (metric, cost_key, "training_iteration"):
-        value = _finite((result or {}).get(key))
+        value = finite_number((result or {}).get(key))
         if value is not None:
             out[key] = int(value) if key == "training_iteration" else value
     return out

@@ -170,7 +170,7 @@ class RecordingScheduler(_Unpickled, TrialScheduler):
 
     @property
     def supports_buffered_results(self) -> bool:
-        return self.inner.supports_buffered_results
+        return bool(self.inner.supports_buffered_results)
 
     def set_search_properties(self, metric: Any, mode: Any, **spec: Any) -> bool:
         return self.inner.set_search_properties(metric, mode, **spec)
@@ -229,9 +229,11 @@ class BudgetGate(_Unpickled, SearchAlgorithm):
 
     @property
     def total_samples(self) -> int:
-        return self.inner.total_samples
+        return int(self.inner.total_samples)
 
-    def set_search_properties(self, metric: Any, mode: Any, config: dict, **spec: Any) -> bool:
+    def set_search_properties(
+        self, metric: Any, mode: Any, config: dict[str, Any], **spec: Any
+    ) -> bool:
         return self.inner.set_search_properties(metric, mode, config, **spec)
 
     def add_configurations(self, experiments: Any) -> None:
@@ -260,11 +262,11 @@ class BudgetGate(_Unpickled, SearchAlgorithm):
             self._created.add(trial.trial_id)
         return trial
 
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         self.inner.on_trial_result(trial_id, result)
 
     def on_trial_complete(
-        self, trial_id: str, result: dict | None = None, error: bool = False
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
         self.inner.on_trial_complete(trial_id, result=result, error=error)
 

@@ -48,6 +48,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ray_ml._json import finite_number
 from ray_ml.config import SortMode, WinnerRule
 from ray_ml.errors import ConfigError, RayMLError
 
@@ -114,17 +115,6 @@ def _mode(mode: SortMode | str) -> SortMode:
             f"`mode` must be one of min, max, but got mode={mode!r}. Fix: use `min` for a "
             "loss, `max` for a score such as ROC-AUC."
         ) from None
-
-
-def finite_number(value: Any) -> float | None:
-    """A finite float, or None for a missing, non-numeric or non-finite value."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
 
 
 def _status(record: Mapping[str, Any]) -> str:

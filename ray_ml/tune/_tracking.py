@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
-import numbers
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -38,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from ray_ml._json import finite_number
 from ray_ml.config import RunConfig, TrackingKind
 from ray_ml.errors import BundleError, RayMLError
 from ray_ml.tune._results import flatten_mapping
@@ -272,12 +271,6 @@ def _params(config: Mapping[str, Any]) -> dict[str, str]:
     return params
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy scalars are Real
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def _metrics(cfg: RunConfig, summary: Mapping[str, Any]) -> dict[str, float]:
     best = summary.get("best") or {}
     candidates: dict[str, Any] = {
@@ -292,7 +285,7 @@ def _metrics(cfg: RunConfig, summary: Mapping[str, Any]) -> dict[str, float]:
         candidates[f"final/{key}"] = value
     metrics = {}
     for key, value in candidates.items():
-        number = _number(value)
+        number = finite_number(value)
         if number is not None:  # None (e.g. no budget) and non-numbers are left out
             metrics[_key(key)] = number
     return metrics

@@ -22,10 +22,10 @@ import pytest
 import torch
 from pyarrow._fs import _MockFileSystem  # pyarrow's in-memory filesystem, used by its own tests
 
-from ray_ml.data import fit_preprocessor_table, infer_contract
+from ray_ml.data import fit_preprocessor_table, infer_contract, reference_stats
 from ray_ml.errors import RegistryError
 from ray_ml.registry import AliasChange, ModelVersion, Registry, add_registry_parser
-from ray_ml.train import build_mlp, load_bundle, output_size, reference_stats, write_bundle
+from ray_ml.train import build_mlp, load_bundle, output_size, write_bundle
 from tests.unit import _registry_workers as workers
 
 pytestmark = pytest.mark.unit

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ray_ml.data import ColumnSpec, ColumnType, Contract, Task
+from ray_ml.data import ColumnSpec, ColumnType, Contract, Task, bin_fractions, reference_stats
 from ray_ml.serve import (
     LATENCY_BUCKETS,
     CanaryAction,
@@ -22,7 +22,6 @@ from ray_ml.serve import (
     drift_counts,
     merge_counts,
 )
-from ray_ml.train import bin_fractions, reference_stats
 
 pytestmark = pytest.mark.unit
 

@@ -19,19 +19,24 @@ import torch
 import xgboost as xgb
 
 import ray_ml.train._predictor as predictor_module
-from ray_ml.data import Contract, Preprocessor, fit_preprocessor_table, infer_contract
+from ray_ml.data import (
+    Contract,
+    Preprocessor,
+    bin_fractions,
+    fit_preprocessor_table,
+    infer_contract,
+    reference_stats,
+)
 from ray_ml.errors import BundleError, ContractError
 from ray_ml.train import (
     Bundle,
     MetricAccumulator,
     Predictor,
-    bin_fractions,
     build_mlp,
     compute_metrics,
     load_bundle,
     output_size,
     predict_scores,
-    reference_stats,
     write_bundle,
 )
 

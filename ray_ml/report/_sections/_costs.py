@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ray_ml._json import finite_number
 from ray_ml.report import _plots as plots
 from ray_ml.report._html import Plot, Section, Table, fmt, pct, usd
-from ray_ml.report._inputs import Experiment, number
+from ray_ml.report._inputs import Experiment
 from ray_ml.report._sections._common import (
     MAX_TABLE_ROWS,
     not_available,
@@ -22,17 +23,17 @@ def build_costs(exp: Experiment) -> Section:
     if exp.costs:
         source = "cost records (sweep_state.json)"
         for c in exp.costs:
-            billed = number(c.get("billed_usd")) or 0.0
-            waste = min(number(c.get("waste_usd")) or 0.0, billed)
+            billed = finite_number(c.get("billed_usd")) or 0.0
+            waste = min(finite_number(c.get("waste_usd")) or 0.0, billed)
             rows.append(
                 {
                     "trial_id": str(c["trial_id"]),
                     "status": statuses.get(str(c["trial_id"]), "unknown"),
                     "pricing": str(c.get("pricing") or "unknown"),
                     "node_type": c.get("node_type"),
-                    "usd_per_hour": number(c.get("usd_per_hour")),
-                    "held_s": number(c.get("held_s")),
-                    "lost_s": number(c.get("lost_s")),
+                    "usd_per_hour": finite_number(c.get("usd_per_hour")),
+                    "held_s": finite_number(c.get("held_s")),
+                    "lost_s": finite_number(c.get("lost_s")),
                     "restarts": c.get("restarts"),
                     "billed_usd": billed,
                     "useful_usd": billed - waste,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ray_ml._json import finite_number
 from ray_ml.report import _plots as plots
 from ray_ml.report._html import Plot, Section, Table, fmt, pct
-from ray_ml.report._inputs import Experiment, number
+from ray_ml.report._inputs import Experiment
 from ray_ml.report._sections._common import (
     LEADERBOARD_ROWS,
     MAX_BARS,
@@ -27,10 +28,10 @@ def build_data(exp: Experiment) -> Section:
             f"{why_missing(exp, 'data')}; run the data stage: "
             f"`python -m jobs.data name={exp.name} storage_path={exp.storage}`",
         )
-    rows_in = number(summary.get("rows_in"))
+    rows_in = finite_number(summary.get("rows_in"))
     reasons_raw = as_mapping(summary.get("reasons"))
     reasons = sorted(
-        ((str(k), int(number(v) or 0)) for k, v in reasons_raw.items()),
+        ((str(k), int(finite_number(v) or 0)) for k, v in reasons_raw.items()),
         key=lambda kv: (-kv[1], kv[0]),
     )
     splits: list[dict[str, Any]] = []
@@ -40,9 +41,9 @@ def build_data(exp: Experiment) -> Section:
             splits.append(
                 {
                     "split": str(name),
-                    "rows": number(split.get("rows")),
-                    "fraction": number(split.get("fraction")),
-                    "class_fraction": {str(k): number(v) for k, v in fractions.items()}
+                    "rows": finite_number(split.get("rows")),
+                    "fraction": finite_number(split.get("fraction")),
+                    "class_fraction": {str(k): finite_number(v) for k, v in fractions.items()}
                     if isinstance(fractions, Mapping)
                     else {},
                 }
@@ -51,8 +52,8 @@ def build_data(exp: Experiment) -> Section:
         "rows_in": summary.get("rows_in"),
         "rows_ok": summary.get("rows_ok"),
         "rows_rejected": summary.get("rows_rejected"),
-        "reject_rate": number(summary.get("reject_rate")),
-        "max_reject_rate": number(summary.get("max_reject_rate")),
+        "reject_rate": finite_number(summary.get("reject_rate")),
+        "max_reject_rate": finite_number(summary.get("max_reject_rate")),
         "passed": summary.get("passed"),
         "fingerprint": summary.get("fingerprint"),
         "quarantine": summary.get("quarantine"),

@@ -6,9 +6,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ray_ml._json import finite_number
 from ray_ml.report import _plots as plots
 from ray_ml.report._html import Plot, Section, Table, fmt
-from ray_ml.report._inputs import Experiment, number
+from ray_ml.report._inputs import Experiment
 from ray_ml.report._sections._common import (
     MAX_BARS,
     MAX_TABLE_ROWS,
@@ -29,8 +30,8 @@ def build_drift(exp: Experiment) -> Section:
     features: list[dict[str, Any]] = [
         {
             "feature": str(name),
-            "psi": number(f.get("psi")),
-            "p_value": number(f.get("p_value")),
+            "psi": finite_number(f.get("psi")),
+            "p_value": finite_number(f.get("p_value")),
             "drifted": bool(f.get("drifted")),
             "rows": f.get("rows"),
         }
@@ -38,7 +39,7 @@ def build_drift(exp: Experiment) -> Section:
         if isinstance(f, Mapping)
     ]
     features.sort(key=lambda f: (f["psi"] is None, -(f["psi"] or 0.0), f["feature"]))
-    threshold = number(drift.get("threshold"))
+    threshold = finite_number(drift.get("threshold"))
     drifted = drift.get("drifted")
     if not isinstance(drifted, list):
         drifted = [f["feature"] for f in features if f["drifted"]]
@@ -48,8 +49,8 @@ def build_drift(exp: Experiment) -> Section:
     data: dict[str, Any] = {
         "window_rows": drift.get("window_rows"),
         "threshold": threshold,
-        "p_threshold": number(drift.get("p_threshold")),
-        "max_psi": number(drift.get("max_psi")),
+        "p_threshold": finite_number(drift.get("p_threshold")),
+        "max_psi": finite_number(drift.get("max_psi")),
         "drifted": [str(d) for d in drifted],
         "features": features,
         "alerts": alerts,

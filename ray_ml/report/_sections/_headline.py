@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ray_ml._json import finite_number
 from ray_ml.report._html import Section, Table, fmt, pct, usd
-from ray_ml.report._inputs import Experiment, number
+from ray_ml.report._inputs import Experiment
 from ray_ml.report._sections._common import (
     as_mapping,
     by_metric,
@@ -18,10 +19,10 @@ from ray_ml.report._sections._common import (
 
 def _total_usd(exp: Experiment) -> tuple[float | None, str]:
     summary = exp.sweep_summary or {}
-    if number(summary.get("cost_usd")) is not None:
-        return number(summary.get("cost_usd")), "sweep summary"
+    if finite_number(summary.get("cost_usd")) is not None:
+        return finite_number(summary.get("cost_usd")), "sweep summary"
     if exp.costs:
-        billed = sum(number(c.get("billed_usd")) or 0.0 for c in exp.costs)
+        billed = sum(finite_number(c.get("billed_usd")) or 0.0 for c in exp.costs)
         return exp.prior_usd + billed, "cost records"
     if exp.trials:
         return sum(t.cost_usd or 0.0 for t in exp.trials), "leaderboard"
@@ -43,7 +44,7 @@ def build_headline(exp: Experiment) -> Section:
     if isinstance(best_raw, Mapping):
         best = {
             "trial_id": best_raw.get("trial_id"),
-            "value": number(best_raw.get(metric)),
+            "value": finite_number(best_raw.get(metric)),
             "config": dict(best_raw.get("config") or {}),
             "rule": best_raw.get("rule"),
         }
@@ -57,10 +58,10 @@ def build_headline(exp: Experiment) -> Section:
             best["rule"] = f"best {metric} ({exp.mode}) in the leaderboard"
     trials = exp.trials or []
     spent, spent_from = _total_usd(exp)
-    budget = number(summary.get("budget_usd"))
-    waste = number(summary.get("waste_usd"))
+    budget = finite_number(summary.get("budget_usd"))
+    waste = finite_number(summary.get("waste_usd"))
     if waste is None and exp.costs:
-        waste = sum(number(c.get("waste_usd")) or 0.0 for c in exp.costs)
+        waste = sum(finite_number(c.get("waste_usd")) or 0.0 for c in exp.costs)
     status_counts = summary.get("status_counts")
     if not isinstance(status_counts, Mapping):
         status_counts = {}
@@ -79,9 +80,9 @@ def build_headline(exp: Experiment) -> Section:
     for split, values in (summary.get("winner_metrics") or {}).items():
         if isinstance(values, Mapping):
             winner_metrics[str(split)] = {
-                str(k): number(v)
+                str(k): finite_number(v)
                 for k, v in values.items()
-                if number(v) is not None and not isinstance(v, bool)
+                if finite_number(v) is not None and not isinstance(v, bool)
             }
     data: dict[str, Any] = {
         "metric": metric,
@@ -105,7 +106,7 @@ def build_headline(exp: Experiment) -> Section:
         "winner_metrics": winner_metrics,
         "registered": summary.get("registered"),
         "bundle": summary.get("bundle"),
-        "wall_s": number(summary.get("wall_s")),
+        "wall_s": finite_number(summary.get("wall_s")),
     }
     section = Section(key="headline", title=title, data=data)
     if exp.sweep_summary is None:

@@ -6,9 +6,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ray_ml._json import finite_number
 from ray_ml.report import _plots as plots
 from ray_ml.report._html import Plot, Section, fmt, usd
-from ray_ml.report._inputs import Experiment, number
+from ray_ml.report._inputs import Experiment
 from ray_ml.report._sections._common import (
     not_available,
     why_missing,
@@ -32,13 +33,13 @@ def billed_curve(
     """
     spans = []
     for c in costs:
-        start = number(c.get("started_at"))
-        billed = number(c.get("billed_usd"))
+        start = finite_number(c.get("started_at"))
+        billed = finite_number(c.get("billed_usd"))
         if start is None or billed is None:
             continue
-        end = number(c.get("ended_at"))
+        end = finite_number(c.get("ended_at"))
         if end is None:
-            end = start + (number(c.get("held_s")) or 0.0)
+            end = start + (finite_number(c.get("held_s")) or 0.0)
         spans.append((start, max(end, start), billed))
     if not spans:
         return 0.0, []
@@ -105,7 +106,7 @@ def build_spend(exp: Experiment) -> Section:
             + why_missing(exp, "costs", "events")
             + ")",
         )
-    budget = number((exp.sweep_summary or {}).get("budget_usd"))
+    budget = finite_number((exp.sweep_summary or {}).get("budget_usd"))
     crossed = next((s for s, d in points if budget is not None and d >= budget), None)
     data: dict[str, Any] = {
         "source": source,
