@@ -41,6 +41,19 @@ def until(check: Any, timeout_s: float = 30.0, every_s: float = 0.25) -> Any:
         time.sleep(every_s)
 
 
+def ports_and_worker_range(n: int, span: int) -> tuple[list[int], int]:
+    """`n` free ports and the start of a worker-port range `[lo, lo + span]` holding none of them.
+
+    `ray start` exits 1 when its worker port range covers one of its other ports; random free
+    ports did that now and then (seen: a GCS port inside the worker range).
+    """
+    for _ in range(100):
+        *ports, lo = free_ports(n + 1)
+        if lo + span < 65536 and not any(lo <= p <= lo + span for p in ports):
+            return ports, lo
+    raise RuntimeError(f"no worker port range of {span} ports clear of {n} free ports")
+
+
 def free_ports(n: int) -> list[int]:
     socks, ports = [], []
     for _ in range(n):
@@ -87,7 +100,7 @@ def ray_head(
     """Start a head (with the real autoscaler over fake local nodes when a config is given);
     `env_extra` reaches every process of it, job drivers included."""
     temp_dir = tempfile.mkdtemp(prefix="rmh", dir="/tmp")  # short: Ray's socket paths are limited
-    gcs, dash, agent, client, metrics, runtime_env_agent, lo = free_ports(7)
+    (gcs, dash, agent, client, metrics, runtime_env_agent), lo = ports_and_worker_range(6, 200)
     token = secrets.token_hex(16)
     env = {
         **os.environ,
@@ -159,7 +172,7 @@ def ray_head(
 def worker_node(head: Head, num_cpus: int = 1) -> Iterator[None]:
     """A second node joined to `head` (`ray start --address`), stopped by its own PIDs after."""
     before = {p.pid for p in psutil.process_iter()}
-    ports = free_ports(6)
+    ports, lo = ports_and_worker_range(5, 50)
     subprocess.run(
         [
             f"{VENV_BIN}/ray",
@@ -173,8 +186,8 @@ def worker_node(head: Head, num_cpus: int = 1) -> Iterator[None]:
             f"--dashboard-agent-listen-port={ports[2]}",
             f"--metrics-export-port={ports[3]}",
             f"--runtime-env-agent-port={ports[4]}",
-            f"--min-worker-port={ports[5]}",
-            f"--max-worker-port={ports[5] + 50}",
+            f"--min-worker-port={lo}",
+            f"--max-worker-port={lo + 50}",
             "--disable-usage-stats",
         ],
         check=True,
