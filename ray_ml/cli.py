@@ -87,7 +87,7 @@ def _train(args: argparse.Namespace) -> int:
     from ray_ml.config import load_config
     from ray_ml.train import run_train_job
 
-    _emit(run_train_job(load_config("train", args.overrides)))
+    _emit(_with_console(load_config("train", args.overrides), run_train_job))
     return 0
 
 
@@ -96,7 +96,7 @@ def _tune(args: argparse.Namespace) -> int:
     from ray_ml.tune import run_tune_job
 
     overrides = list(args.overrides) + (["tune.resume=true"] if args.resume else [])
-    _emit(run_tune_job(load_config("tune", overrides)))
+    _emit(_with_console(load_config("tune", overrides), run_tune_job))
     return 0
 
 

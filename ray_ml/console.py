@@ -78,6 +78,7 @@ class Progress:
         self.n = 0
         self.postfix = ""
         self._printed_at = -math.inf  # the first update prints at once
+        self._said = ""
         self._bar: Any = None
         self._closed = False
         if console.bars and console.is_terminal:
@@ -112,7 +113,7 @@ class Progress:
         now = time.monotonic()
         if self._console.bars and now - self._printed_at >= PLAIN_EVERY_S:
             self._printed_at = now
-            self._console.say(self.tag, self._line())
+            self._say_line()
 
     def close(self) -> None:
         """End the bar; a plain bar prints its last state once."""
@@ -124,8 +125,14 @@ class Progress:
             self._bar.set_postfix_str(self.postfix, refresh=False)
             self._bar.close()
         elif self._console.bars and self.n:
-            self._console.say(self.tag, self._line())
+            self._say_line()
         self._console._bars.pop(self.tag, None)
+
+    def _say_line(self) -> None:
+        line = self._line()
+        if line != self._said:  # the end state once, not again if the last line showed it
+            self._said = line
+            self._console.say(self.tag, line)
 
     def _line(self) -> str:
         of = f"/{self.total}" if self.total else ""
