@@ -15,10 +15,10 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ray_ml.config import RunConfig, to_run_config
-from ray_ml.console import configure_console
+from ray_ml.console import configure_console, current_console
 from ray_ml.errors import ConfigError, RayMLError
 
-__all__ = ["run_job", "run_log_dir"]
+__all__ = ["run_job", "run_log_dir", "with_console"]
 
 
 def ray_job_home() -> str:
@@ -109,23 +109,30 @@ def run_log_dir(run: RunConfig) -> str:
     return os.path.join(run.storage_path, run.name, "logs")
 
 
+def with_console(run: RunConfig, work: Callable[[RunConfig], dict[str, Any]]) -> dict[str, Any]:
+    """`work(run)` with the job's quiet console (`ray_ml.console`); its bars end before it returns."""
+    console = configure_console(run_log_dir(run), verbose=run.verbose)
+    try:
+        return work(run)
+    finally:
+        console.close()
+
+
 def run_job(cfg: DictConfig, work: Callable[[RunConfig], dict[str, Any]]) -> None:
     """Validate `cfg`, run `work`, print its summary as the last stdout line (exit code on errors)."""
-    console = None
     try:
         job_storage = _storage_for_ray_job(cfg)
         run = to_run_config(cfg)
-        console = configure_console(run_log_dir(run), verbose=run.verbose)
-        if job_storage is not None:
-            console.say("storage", f"outputs under {os.path.abspath(job_storage)}")
-        summary = work(run)
-        if job_storage is not None:
-            summary = {**summary, "storage_path": run.storage_path}
+
+        def announced(r: RunConfig) -> dict[str, Any]:
+            if job_storage is None:
+                return work(r)
+            current_console().say("storage", f"outputs under {os.path.abspath(job_storage)}")
+            return {**work(r), "storage_path": r.storage_path}
+
+        summary = with_console(run, announced)
     except RayMLError as exc:
-        if console is not None:
-            console.close()
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
-    console.close()  # bars end before the summary line
     sys.stdout.flush()
     print(json.dumps(summary, default=str), flush=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,19 +83,21 @@ def _data_infer(args: argparse.Namespace) -> int:
 
 # -- train / predict -------------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> int:
+    from ray_ml._entry import with_console
     from ray_ml.config import load_config
     from ray_ml.train import run_train_job
 
-    _emit(_with_console(load_config("train", args.overrides), run_train_job))
+    _emit(with_console(load_config("train", args.overrides), run_train_job))
     return 0
 
 
 def _tune(args: argparse.Namespace) -> int:
+    from ray_ml._entry import with_console
     from ray_ml.config import load_config
     from ray_ml.tune import run_tune_job
 
     overrides = list(args.overrides) + (["tune.resume=true"] if args.resume else [])
-    _emit(_with_console(load_config("tune", overrides), run_tune_job))
+    _emit(with_console(load_config("tune", overrides), run_tune_job))
     return 0
 
 
@@ -189,11 +190,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ray_ml._entry import with_console
     from ray_ml.config import load_config
     from ray_ml.pipeline import run_pipeline
 
     cfg = load_config("pipeline", _run_overrides(args))
-    _emit(_with_console(cfg, run_pipeline))
+    _emit(with_console(cfg, run_pipeline))
     return 0
 
 
@@ -204,6 +206,8 @@ def _run_overrides(args: argparse.Namespace) -> list[str]:
     named after the first one, with a contract inferred from a sample unless data.contract is
     given.
     """
+    from ray_ml.data import source_name
+
     sources = [w for w in args.overrides if "=" not in w]
     overrides = [w for w in args.overrides if "=" in w]
     keys = {w.split("=", 1)[0].lstrip("+~") for w in overrides}
@@ -212,8 +216,7 @@ def _run_overrides(args: argparse.Namespace) -> list[str]:
         resolved = [s if "://" in s else str(Path(s).expanduser().resolve()) for s in sources]
         extra.append("data.sources=[" + ",".join(_quoted(s) for s in resolved) + "]")
         if "name" not in keys:
-            stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(sources[0].rstrip("/*")).name.split(".")[0])
-            extra.append(f"name={stem.strip('-') or 'data'}")
+            extra.append(f"name={source_name(sources[0])}")
     if args.label:
         extra.append(f"data.label={_quoted(args.label)}")
     if args.verbose:
@@ -224,18 +227,6 @@ def _run_overrides(args: argparse.Namespace) -> list[str]:
 def _quoted(value: str) -> str:
     """A Hydra override value taken literally (commas, brackets and spaces included)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _with_console(cfg: Any, work: Any) -> Any:
-    """Run `work(cfg)` with the job's quiet console (`ray_ml.console`), as `run_job` does."""
-    from ray_ml._entry import run_log_dir
-    from ray_ml.console import configure_console
-
-    console = configure_console(run_log_dir(cfg), verbose=cfg.verbose)
-    try:
-        return work(cfg)
-    finally:
-        console.close()
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -333,13 +333,12 @@ class Console:
 
         Verbose, or without a log folder, the prints stay on stdout.
         """
-        if self.verbose or self.log_dir is None:
+        handler = self._file_handler
+        if self.verbose or not isinstance(handler, logging.FileHandler):
             yield
             return
-        with (
-            open(self.log_dir / "driver.log", "a", encoding="utf-8") as sink,
-            redirect_stdout(sink),
-        ):
+        # The log handler's own file object: one writer, in order with the logging.
+        with redirect_stdout(handler.stream):
             yield
 
     def close(self) -> None:

@@ -45,7 +45,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import shlex  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Mapping, Sequence  # noqa: E402
@@ -59,6 +58,7 @@ import numpy as np  # noqa: E402
 from benchmarks._common import environment  # noqa: E402
 from benchmarks.tune.tables import RESERVED_COLUMNS, Table, load_parquet  # noqa: E402
 from ray_ml.errors import ConfigError  # noqa: E402
+from ray_ml.train import latency_ms_per_1k  # noqa: E402
 
 __all__ = [
     "Dim",
@@ -261,15 +261,6 @@ class _Clock:
         self.excluded += time.process_time() - t
 
 
-def _latency_ms(predict: Callable[[], object], n_rows: int, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        predict()
-        times.append(time.perf_counter() - t)
-    return 1000.0 * statistics.median(times) * 1000.0 / n_rows
-
-
 def xgb_rows(
     configs: Sequence[Mapping[str, int | float]],
     data: Split,
@@ -305,10 +296,10 @@ def xgb_rows(
             cost = self.clock.cost()
             t = time.process_time()
             test = logloss(model, dtest, "test", epoch)
-            infer = _latency_ms(
+            infer = latency_ms_per_1k(
                 lambda: model.inplace_predict(data.x_val, iteration_range=(0, done)),
-                len(data.y_val),
-                repeats,
+                rows=len(data.y_val),
+                repeats=repeats,
             )
             rows.append(
                 {
@@ -402,7 +393,7 @@ def mlp_rows(
                 with torch.no_grad():
                     return torch.softmax(model(x_va), dim=1)
 
-            infer = _latency_ms(predict, len(y_va), repeats)
+            infer = latency_ms_per_1k(predict, rows=len(y_va), repeats=repeats)
             rows.append(
                 {
                     **config,

@@ -26,6 +26,7 @@ from ray_ml.data._prepare import (
     preprocessing_kwargs,
     resolve_contract,
     run_data_job,
+    source_name,
     write_data_artifacts,
 )
 from ray_ml.data._preprocess import Preprocessor, fit_preprocessor, fit_preprocessor_table
@@ -82,6 +83,7 @@ __all__ = [
     "read_source",
     "reference_stats",
     "resolve_contract",
+    "source_name",
     "resolve_files",
     "run_data_job",
     "row_hashes",

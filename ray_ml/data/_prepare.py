@@ -24,12 +24,19 @@ __all__ = [
     "prepare_data",
     "preprocessing_kwargs",
     "resolve_contract",
+    "source_name",
     "run_data_job",
     "write_data_artifacts",
 ]
 
 
-INFER_SAMPLE_ROWS = 100_000  # rows read on the driver to infer a contract
+INFER_SAMPLE_ROWS = 100_000
+
+
+def source_name(uri: str) -> str:
+    """A run or dataset name from a source: its file's stem (`data/churn.csv.gz` -> `churn`)."""
+    stem = Path(uri.rstrip("/*")).name.split(".")[0]
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-") or "data"  # rows read on the driver to infer a contract
 
 
 def resolve_contract(
@@ -84,8 +91,7 @@ def _infer(sources: list[str], label: str | None, path: Path) -> Contract:
             f"data.label={label!r} is not a column of {sources[0]}. Columns: "
             f"{sample.column_names}. Fix: set data.label to one of them."
         )
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(sources[0].rstrip("/*")).name.split(".")[0])
-    contract = infer_contract(sample, name=stem or "dataset", label=label)
+    contract = infer_contract(sample, name=source_name(sources[0]), label=label)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         contract.to_yaml(

@@ -8,6 +8,7 @@ from ray_ml.train._bundle import (
     load_bundle,
     write_bundle,
 )
+from ray_ml.train._loop_common import LATENCY_ROWS, latency_ms_per_1k
 from ray_ml.train._metrics import MetricAccumulator, compute_metrics
 from ray_ml.train._models import (
     build_mlp,
@@ -34,6 +35,8 @@ from ray_ml.train._run import (
 from ray_ml.train._session import LoopSession, TrainSession, TrialSession
 
 __all__ = [
+    "LATENCY_ROWS",
+    "latency_ms_per_1k",
     "BUNDLE_FORMAT_VERSION",
     "MODEL_KINDS",
     "Bundle",

@@ -51,18 +51,20 @@ class LoopSpec:
         return Preprocessor.from_dict(self.preprocessor)
 
 
-def latency_ms_per_1k(predict: Callable[[], Any]) -> float:
-    """Median wall ms of `predict()` over a few repeats, after one warm-up call.
+def latency_ms_per_1k(
+    predict: Callable[[], Any], rows: int = LATENCY_ROWS, repeats: int = _LATENCY_REPEATS
+) -> float:
+    """Median wall ms of `predict()` per 1,000 rows, over `repeats` runs after one warm-up call.
 
-    `predict` runs the model on `LATENCY_ROWS` rows, so the figure is ms per 1,000 rows.
+    `predict` runs the model on `rows` rows (the training loops use `LATENCY_ROWS`).
     """
     predict()
     times = []
-    for _ in range(_LATENCY_REPEATS):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         predict()
         times.append((time.perf_counter() - t0) * 1000.0)
-    return float(statistics.median(times))
+    return float(statistics.median(times)) * 1000.0 / rows
 
 
 def validation_part(table: pa.Table, rank: int, world: int) -> pa.Table:
