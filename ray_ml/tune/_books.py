@@ -159,6 +159,9 @@ class _Facts:
     checkpoint: str | None = None
     report_usd: list[float] = field(default_factory=list)  # billed dollars at each report
     report_held_s: list[float] = field(default_factory=list)  # held seconds at each report
+    # Tune started it again from an older checkpoint after it had trained every epoch (a driver
+    # killed before Tune saved its state): its reports are a replay, and it stops at the first.
+    replaying: bool = False
 
 
 def _numeric(result: Mapping[str, Any]) -> dict[str, float]:
@@ -283,14 +286,21 @@ class SweepBooks:
     def on_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
         """A report of the trial reached the driver."""
         f = self._trial(trial_id)
-        f.iterations = int(result.get("training_iteration", f.iterations + 1))
-        f.metrics = _numeric(result)
-        f.training_done = bool(result.get("training_done", False))
+        iteration = int(result.get("training_iteration", f.iterations + 1))
+        has_checkpoint = bool(result.get("checkpoint_path") or result.get("has_checkpoint"))
+        if f.training_done and iteration <= f.iterations:
+            # It trained every epoch before a driver crash, and the resumed Tune (whose state
+            # lagged) started it again from an older checkpoint: the books keep the completing
+            # report and its checkpoint, and the replay is stopped (`stop_at_report`).
+            f.replaying = True
+        else:
+            f.iterations = iteration
+            f.metrics = _numeric(result)
+            f.training_done = bool(result.get("training_done", False))
+            if result.get("checkpoint_path"):
+                f.checkpoint = str(result["checkpoint_path"])
         if isinstance(result.get("config"), Mapping) and not f.config:
             f.config = dict(result["config"])
-        has_checkpoint = bool(result.get("checkpoint_path") or result.get("has_checkpoint"))
-        if result.get("checkpoint_path"):
-            f.checkpoint = str(result["checkpoint_path"])
         if trial_id in self.meter.trial_ids:
             cpu = result.get("cpu_s")
             cost = self.meter.update(
@@ -305,7 +315,7 @@ class SweepBooks:
     def on_checkpoint(self, trial_id: str, path: str | None) -> None:
         """Tune registered a checkpoint of the trial: work before it is no longer at risk."""
         f = self._trial(trial_id)
-        if path:
+        if path and not f.replaying:
             f.checkpoint = str(path)
         if trial_id in self.meter.trial_ids and self._holding(trial_id):
             self.meter.update(trial_id, checkpoint=True)
@@ -322,7 +332,7 @@ class SweepBooks:
         """The trial ended for good (Tune's on_trial_complete / on_trial_error)."""
         f = self._trial(trial_id)
         f.ended = "error" if error else "terminated"
-        if checkpoint:
+        if checkpoint and not f.replaying:
             f.checkpoint = checkpoint
         paused = (
             trial_id in self.meter.trial_ids
@@ -427,6 +437,8 @@ class SweepBooks:
 
     def stop_at_report(self, trial_id: str) -> bool:
         """True if the trial, having just reported, must stop before its next report."""
+        if trial_id in self.facts and self.facts[trial_id].replaying:
+            return True  # it had trained every epoch already; the rest of a replay is waste
         if self.budget.usd is None or trial_id not in self.meter.trial_ids:
             return False
         interval = self._interval_usd(trial_id)
@@ -464,7 +476,8 @@ class SweepBooks:
         Tune stops every trial when the budget stop fires; one that had not reported yet may
         never reach `on_trial_complete`. It is billed up to the stop (plus the stop margin),
         not up to whenever the driver reads the books. A trial a crashed driver started after
-        Tune last saved its state is unknown to the resumed Tune: it ends `failed`.
+        Tune last saved its state is unknown to the resumed Tune: it ends `failed`, unless the
+        books saw its completing report.
         """
         for tid in self.meter.trial_ids:
             if self.meter.trial_cost(tid).status not in (TrialStatus.running, TrialStatus.paused):
@@ -472,7 +485,9 @@ class SweepBooks:
             f = self._trial(tid)
             # Without a budget stop, a trial Tune never ended was lost with a crashed driver
             # before Tune saved it (its state is saved every second): its work is waste.
-            f.ended = "terminated" if self._stopped_at is not None else "error"
+            # One whose completing report the books saw is complete, with its checkpoint.
+            stopped = self._stopped_at is not None or f.training_done
+            f.ended = "terminated" if stopped else "error"
             at = None
             if self._stopped_at is not None:
                 at = max(self._stopped_at + _STOP_MARGIN_S, self.meter._trial(tid).last_t)
@@ -500,6 +515,8 @@ class SweepBooks:
         """The trial's record; `config`/`metrics`/`checkpoint` from Tune's result if given."""
         f = self._trial(trial_id)
         cost = self.meter.trial_cost(trial_id) if trial_id in self.meter.trial_ids else None
+        if f.replaying:
+            metrics, checkpoint = None, None  # Tune's last result is the replay's, not the end
         shown = _numeric(metrics) if metrics else dict(f.metrics)
         latency = shown.get("latency_ms")
         status = self.status_of(trial_id)
@@ -518,7 +535,7 @@ class SweepBooks:
             restarts=cost.restarts if cost else 0,
             cpu_seconds=cost.cpu_seconds if cost else None,
             latency_ms=latency,
-            checkpoint=checkpoint or f.checkpoint,
+            checkpoint=f.checkpoint if f.replaying else checkpoint or f.checkpoint,
         )
 
     # ----------------------------------------------------------------------- persistence

@@ -80,6 +80,7 @@ _FIELDS = (
     "latency_ms",
     "iterations",
     "pruned_at_rung",
+    "checkpoint",  # in the files, not in the Markdown table
 )
 
 
@@ -420,8 +421,9 @@ class Leaderboard:
     (ties: lower cost, then trial id); the rest follow, unranked, in the same order with
     missing metrics last. Columns: `rank`, `trial_id`, `status`, the metric, `pareto` (on the
     front of `default_objectives`), `cost_usd`, `algorithmic_cost_usd`, `waste_usd`, `wall_s`,
-    `latency_ms`, `iterations`, `pruned_at_rung`, then one column per tuned key (lists as JSON
-    strings, as `SearchSpace.to_tune` encodes them).
+    `latency_ms`, `iterations`, `pruned_at_rung`, `checkpoint` (where the trial's model is, to
+    serve or inspect one that did not win; not in the Markdown), then one column per tuned key
+    (lists as JSON strings, as `SearchSpace.to_tune` encodes them).
 
     Args:
         records: Trial records.
@@ -525,6 +527,7 @@ class Leaderboard:
         import pandas as pd
 
         frame = self.frame if max_rows is None else self.frame.head(max_rows)
+        frame = frame.drop(columns=["checkpoint"])
         header = [str(c) for c in frame.columns]
         body = [[_fmt(v) for v in row] for row in frame.itertuples(index=False, name=None)]
         widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(header)]

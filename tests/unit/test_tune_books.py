@@ -113,6 +113,38 @@ def test_a_resumed_driver_keeps_the_books(tmp_path: Path) -> None:
     assert cut.status is TrialStatus.completed
 
 
+def test_a_trial_that_trained_every_epoch_before_a_crash_stays_completed(tmp_path: Path) -> None:
+    """Seen in the kill drill: Tune's saved state lagged the books, so the resumed Tune started a
+    trial that had already trained every epoch again from an older checkpoint, and the budget
+    then stopped the replay: the books said `budget_stopped` and offered the replay's checkpoint."""
+    clock = Clock()
+    rate = catalog().price_of({"CPU": 1.0})
+    b = books(tmp_path, clock, Budget(usd=rate * 1000 / 3600))
+    b.on_start("t", {})
+    for it in (1, 2, 3):
+        report(b, clock, "t", it, 1.0, training_done=it == 3, checkpoint_path=f"/ckpt/{it}")
+        b.on_checkpoint("t", f"/ckpt/{it}")
+    b.save(force=True)  # the driver dies before Tune ends the trial (or saves its own state)
+    r = books(tmp_path, clock, Budget(usd=rate * 1000 / 3600), resume=True)
+    r.on_start("t", {})  # Tune's stale state: restored from its first checkpoint
+    report(r, clock, "t", 2, 1.0, checkpoint_path="/ckpt/2-again")
+    r.on_checkpoint("t", "/ckpt/2-again")
+    assert r.stop_at_report("t") is True  # the replay is waste: it stops at once
+    r.on_end("t", error=False, checkpoint="/ckpt/2-again")
+    rec = r.record("t", metrics={"training_iteration": 2, "val_loss": 0.5}, checkpoint="/c/2")
+    assert rec.status is TrialStatus.completed
+    assert rec.checkpoint == "/ckpt/3" and rec.iterations == 3
+    assert rec.metrics["val_loss"] == pytest.approx(1.0 / 3)
+    assert rec.held_s == pytest.approx(4.0)  # the replay's second is billed all the same
+    # ... and one the resumed Tune forgot altogether (started after Tune last saved) too
+    b.on_start("u", {})
+    report(b, clock, "u", 1, 1.0, training_done=True, checkpoint_path="/u/1")
+    b.save(force=True)
+    r = books(tmp_path, clock, resume=True)
+    r.close()
+    assert r.record("u").status is TrialStatus.completed and r.record("u").checkpoint == "/u/1"
+
+
 def test_budget_gate_and_stops(tmp_path: Path) -> None:
     clock = Clock()
     rate = catalog().price_of({"CPU": 1.0})

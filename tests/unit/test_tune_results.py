@@ -268,6 +268,7 @@ def _sweep() -> list[dict[str, Any]]:
             2.0,
             config={"train": {"lr": 0.01}, "model.hidden_sizes": [128, 64]},
             latency=4.0,
+            checkpoint="/ckpt/t1",
         ),
         _rec(
             "t2",
@@ -292,6 +293,7 @@ def test_leaderboard_orders_eligible_first_and_flattens_config() -> None:
     assert {"train.lr", "model.hidden_sizes", "cost_usd", "pruned_at_rung"} <= set(frame.columns)
     assert frame.loc[frame.trial_id == "t1", "model.hidden_sizes"].item() == "[128, 64]"
     assert frame.loc[frame.trial_id == "t2", "pruned_at_rung"].item() == 3
+    assert frame.loc[frame.trial_id == "t1", "checkpoint"].item() == "/ckpt/t1"
     # Only t1 measured latency, so the front (cost, loss, latency) holds only trials with all three.
     assert list(frame["pareto"]) == [False, True, False, False, False]
     assert len(board) == 5 and "trials=5" in repr(board)
