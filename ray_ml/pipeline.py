@@ -139,7 +139,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     from ray_ml.data import prepare_data, write_data_artifacts
     from ray_ml.registry import Registry
     from ray_ml.report import build_report
-    from ray_ml.serve import deploy, serve_token
+    from ray_ml.serve import deploy, ingress_env, serve_token
     from ray_ml.tune import load_space, run_sweep
 
     t0 = time.perf_counter()
@@ -153,7 +153,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
         f"(stages: {' -> '.join(STAGES)})"
     )
     # The dashboard serves the State API that Train V2 under Tune needs to free placement groups.
-    handle = start_ray(cfg.cluster, include_dashboard=True)
+    handle = start_ray(cfg.cluster, env=ingress_env(cfg.serve.ingress), include_dashboard=True)
     deployed = False
     try:
         # 1. data (needed by an unfinished sweep, even when its own stage is done)

@@ -8,8 +8,10 @@ cluster (inside `ray job submit`, RAY_ADDRESS is set for us).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,11 +37,15 @@ class RayHandle:
         stop_ray(self)
 
 
-def start_ray(cfg: ClusterConfig | None = None, **overrides: Any) -> RayHandle:
+def start_ray(
+    cfg: ClusterConfig | None = None, *, env: Mapping[str, str] | None = None, **overrides: Any
+) -> RayHandle:
     """Start or join Ray as `cfg` says; reuse the Ray of this process if one is already up.
 
     Args:
         cfg: The `cluster` config group (None: an embedded Ray with all local CPUs).
+        env: Environment variables every process of a Ray started here inherits (settings Ray
+            reads at import, such as Serve's ingress); a joined cluster keeps its own.
         **overrides: Field overrides (num_cpus=..., object_store_mb=...), for tests and scripts.
     """
     import ray
@@ -90,12 +96,27 @@ def start_ray(cfg: ClusterConfig | None = None, **overrides: Any) -> RayHandle:
             kwargs["runtime_env"] = {"env_vars": env_vars}
         if settings["temp_dir"]:
             kwargs["_temp_dir"] = os.path.abspath(settings["temp_dir"])
-        ray.init(**kwargs, **quiet)
+        with _environ(env or {}):  # the raylet it spawns passes them on to every worker
+            ray.init(**kwargs, **quiet)
         owned = True
     ctx = ray.get_runtime_context()
     _quiet_progress()
     current_console().attach_ray()
     return RayHandle(ctx.gcs_address, owned=owned, resources=ray.cluster_resources())
+
+
+@contextlib.contextmanager
+def _environ(env: Mapping[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _free_port() -> int:

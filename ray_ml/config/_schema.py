@@ -37,6 +37,7 @@ __all__ = [
     "LRSchedule",
     "MergeMode",
     "MixedPrecision",
+    "ServeIngress",
     "ModelConfig",
     "ModelKind",
     "NodeTypeConfig",
@@ -144,6 +145,13 @@ class MixedPrecision(StrEnum):
 
     none = "none"
     bf16 = "bf16"  # no loss scaling needed, and CPUs with AVX512-BF16/AMX run it too
+
+
+class ServeIngress(StrEnum):
+    """How HTTP reaches the serving replicas (Ray Serve 2.60; measured in bench_serve)."""
+
+    haproxy = "haproxy"  # HAProxy on serve.port, straight onto the replicas' own HTTP servers
+    proxy = "proxy"  # Serve's Python proxy on serve.port, then a handle call to a replica
 
 
 class ClassWeighting(StrEnum):
@@ -855,6 +863,10 @@ class ServeConfig(_Validated):
             `candidate` change is served within this delay, without a redeploy).
         keep_serving: The pipeline job keeps serving after its report until Ctrl-C (on an
             embedded Ray; on a cluster the app outlives the job anyway).
+        ingress: `haproxy` (HAProxy on `port`, balancing onto the replicas' own HTTP servers:
+            no Python proxy hop) or `proxy` (Serve's Python proxy). Ray Serve reads this when
+            its processes start, so it applies to the Ray a serving job starts itself; a
+            cluster's head and workers set it in their own environment (`cluster/`).
     """
 
     _group = "serve"
@@ -889,6 +901,7 @@ class ServeConfig(_Validated):
     max_ongoing_requests: int = 64
     poll_s: float = 1.0
     keep_serving: bool = False
+    ingress: ServeIngress = ServeIngress.haproxy
 
     def __post_init__(self) -> None:
         self._non_empty("host")

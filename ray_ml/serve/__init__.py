@@ -12,6 +12,7 @@ run).
 
 from ray_ml.serve._canary import CanaryAction, CanaryDecision, CanaryJudge
 from ray_ml.serve._drift import PSI_EPSILON, DriftWindow, drift_counts, merge_counts
+from ray_ml.serve._ingress import ingress_env
 from ray_ml.serve._loader import BundleLoader, ModelLoader, Slot
 from ray_ml.serve._metrics import CONTENT_TYPE, LATENCY_BUCKETS, MetricsDelta, ServeMetrics
 from ray_ml.serve._routing import ServeSpec, resolve_routing, serve_spec
@@ -26,6 +27,7 @@ from ray_ml.serve._server import (
 from ray_ml.serve._validate import RequestError, RequestLimits, RequestValidator
 
 __all__ = [
+    "ingress_env",
     "CONTENT_TYPE",
     "LATENCY_BUCKETS",
     "PSI_EPSILON",

@@ -43,6 +43,16 @@ def _read_ready(proc: subprocess.Popen[str], timeout_s: float) -> dict:
     )
 
 
+def _listener(port: int) -> str:
+    """The name of the process listening on `port` (the kernel's view, not ours)."""
+    import psutil
+
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            return psutil.Process(conn.pid).name()
+    return ""
+
+
 def test_serve_job_serves_until_sigterm(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "bundle")
     port = free_port()
@@ -68,6 +78,9 @@ def test_serve_job_serves_until_sigterm(tmp_path: Path) -> None:
         ready = _read_ready(proc, timeout_s=180)
         assert ready["url"] == f"http://127.0.0.1:{port}"
         assert ready["stable"] == "bundle:bundle"
+        # the default ingress: HAProxy itself listens on serve.port (no Python proxy in the path)
+        assert ready["ingress"] == "haproxy"
+        assert _listener(port) == "haproxy"
         resp = requests.post(
             f"{ready['url']}/v1/predict",
             json={"rows": rows(3)},
