@@ -842,6 +842,9 @@ class ServeConfig(_Validated):
         num_cpus_per_replica: CPUs reserved per replica.
         num_gpus_per_replica: GPUs reserved per replica.
         max_batch_size: Most requests the replica batches into one model call.
+        max_batch_rows: Most rows in one model call: a batch is sent once its requests reach
+            `max_batch_size` or their rows reach this (Serve's `batch_size_fn`); a request
+            with more rows is predicted on its own.
         batch_wait_timeout_s: Longest a request waits for a batch to fill.
         token_env: Environment variable holding the bearer token; unset disables auth.
         max_rows_per_request: Most rows accepted in one request.
@@ -884,6 +887,7 @@ class ServeConfig(_Validated):
     num_cpus_per_replica: float = 1.0
     num_gpus_per_replica: float = 0.0
     max_batch_size: int = 32
+    max_batch_rows: int = 1024
     batch_wait_timeout_s: float = 0.002
     token_env: str = "RAY_ML_SERVE_TOKEN"
     max_rows_per_request: int = 1024
@@ -940,6 +944,7 @@ class ServeConfig(_Validated):
         self._at_least("num_cpus_per_replica", 0.0)
         self._at_least("num_gpus_per_replica", 0.0)
         self._at_least("max_batch_size", 1)
+        self._at_least("max_batch_rows", 1)
         self._at_least("batch_wait_timeout_s", 0.0)
         self._require(
             _ENV_VAR_RE.match(self.token_env) is not None,

@@ -31,7 +31,7 @@ import hmac
 import logging
 import random
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -233,6 +233,56 @@ async def _request_error(_: Request, exc: RequestError) -> JSONResponse:
     return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 
+class _Item(NamedTuple):
+    """One request's rows on their way to the model, with the batch limits (`_batch_size`)."""
+
+    slot: Slot
+    table: pa.Table
+    max_requests: int  # serve.max_batch_size
+    max_rows: int  # serve.max_batch_rows
+
+
+def _batch_size(items: list[_Item]) -> int:
+    """Serve's measure of a batch, in requests: its requests, or its rows counted in units of
+    `max_rows / max_requests` rows, whichever is more.
+
+    A batch is sent once it reaches `max_requests` (so once its rows are within one unit of
+    `max_rows`), and a request that would take it past `max_rows` waits for the next one.
+    """
+    rows = sum(int(item.table.num_rows) for item in items)
+    first = items[0]
+    return max(len(items), -(-rows * first.max_requests // first.max_rows))
+
+
+def _predict_items(items: list[_Item]) -> list[dict[str, Any] | Exception]:
+    """One model call per version over `items`; results split back per request."""
+    out: list[dict[str, Any] | Exception] = [RuntimeError("not run")] * len(items)
+    by_version: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        by_version.setdefault(item.slot.version, []).append(i)
+    for idx in by_version.values():
+        slot = items[idx[0]].slot
+        tables = [items[i].table for i in idx]
+        try:
+            result = slot.predictor.predict(
+                tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+            )
+            _check_finite(result)
+        except Exception as exc:
+            for i in idx:
+                out[i] = exc
+            continue
+        start = 0
+        for i, t in zip(idx, tables, strict=True):
+            end = start + t.num_rows
+            out[i] = {
+                "predictions": result["predictions"][start:end],
+                "scores": None if result["scores"] is None else result["scores"][start:end],
+            }
+            start = end
+    return out
+
+
 @serve.deployment
 @serve.ingress(app)
 class ModelServer:
@@ -305,34 +355,12 @@ class ModelServer:
             raise RequestError(403, "forbidden", "the bearer token is not valid", "authorization")
 
     # -- model calls ------------------------------------------------------------------------------
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)  # set from the spec in __init__
-    async def _infer(self, items: list[tuple[Slot, pa.Table]]) -> list[dict[str, Any] | Exception]:
+    @serve.batch(
+        max_batch_size=32, batch_wait_timeout_s=0.002, batch_size_fn=_batch_size
+    )  # sizes set from the spec in __init__
+    async def _infer(self, items: list[_Item]) -> list[dict[str, Any] | Exception]:
         """One model call per version over all batched requests; results split back per request."""
-        out: list[dict[str, Any] | Exception] = [RuntimeError("not run")] * len(items)
-        by_version: dict[str, list[int]] = {}
-        for i, (slot, _) in enumerate(items):
-            by_version.setdefault(slot.version, []).append(i)
-        for idx in by_version.values():
-            slot = items[idx[0]][0]
-            tables = [items[i][1] for i in idx]
-            try:
-                result = slot.predictor.predict(
-                    tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-                )
-                _check_finite(result)
-            except Exception as exc:
-                for i in idx:
-                    out[i] = exc
-                continue
-            start = 0
-            for i, t in zip(idx, tables, strict=True):
-                end = start + t.num_rows
-                out[i] = {
-                    "predictions": result["predictions"][start:end],
-                    "scores": None if result["scores"] is None else result["scores"][start:end],
-                }
-                start = end
-        return out
+        return _predict_items(items)
 
     @app.post("/v1/predict")
     async def predict(self, request: Request) -> Response:
@@ -348,7 +376,11 @@ class ModelServer:
         except RequestError as exc:
             self._delta.record_request(slot.version, role, exc.status, time.perf_counter() - t0)
             raise
-        result = await self._infer((slot, table))
+        item = _Item(slot, table, self.spec.config.max_batch_size, self.spec.config.max_batch_rows)
+        if table.num_rows > item.max_rows:  # more than one batch holds: a model call of its own
+            result = (await asyncio.to_thread(_predict_items, [item]))[0]
+        else:
+            result = await self._infer(item)
         if isinstance(result, Exception):
             logger.error(
                 "ray_ml serve: model version %s failed on a batch: %s: %s",

@@ -132,6 +132,14 @@ class _StateHandle:
             setattr(self, name, _Remote(getattr(state, name)))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_batch_queue() -> Any:
+    """serve.batch keeps one queue per decorated method, made on first use and bound to that
+    event loop (a replica has one loop for life); each test here runs its own loop."""
+    yield
+    _plain(ModelServer)._infer.set_max_batch_size.__self__._queue = None
+
+
 def _plain(deployment: Any) -> Any:
     """The class a Serve deployment wraps (`serve.ingress` subclasses it under the same name)."""
     return [c for c in deployment.func_or_class.__mro__ if c.__module__ == "ray_ml.serve._app"][-1]
@@ -206,3 +214,58 @@ def test_one_request_path_through_both_classes(monkeypatch: pytest.MonkeyPatch) 
         in out["metrics"]
     )
     assert loader.loaded == ["bundle:toy", "bundle:toy"]  # the builder's check, then the replica
+
+
+class _Recorder(_Doubler):
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, table: Any) -> dict[str, Any]:
+        self.calls.append(table.num_rows)
+        return super().predict(table)
+
+
+def test_batches_are_sized_by_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray.serve.batching
+
+    monkeypatch.setattr(
+        ray.serve.batching._BatchQueue,
+        "_warn_if_max_batch_size_exceeds_max_ongoing_requests",
+        lambda self: None,
+        raising=False,
+    )
+    recorder = _Recorder()
+
+    class Loader(FakeLoader):
+        def load(self, spec: ServeSpec, route: Mapping[str, Any]) -> Slot:
+            slot = super().load(spec, route)
+            return Slot(slot.version, recorder, slot.validator, slot.reference)
+
+    loader = Loader()
+    cfg = _cfg("serve.max_batch_size=8", "serve.max_batch_rows=4", "serve.batch_wait_timeout_s=0.2")
+    spec = serve_spec(cfg, TOKEN)
+    _, routing = build_app(cfg, token=TOKEN, loader=loader)
+
+    def body(n: int, start: float) -> bytes:
+        return json.dumps({"rows": [{"x": start + i} for i in range(n)]}).encode()
+
+    async def scenario() -> list[Any]:
+        state_cls, server_cls = _plain(ServeState), _plain(ModelServer)
+        state = state_cls.__new__(state_cls)
+        await state_cls.__init__(state, spec, routing, loader)
+        server = server_cls.__new__(server_cls)
+        await server_cls.__init__(server, spec, routing, _StateHandle(state), loader)
+        try:
+            # five 2-row requests at once, then one of 6 rows (more than a batch holds)
+            small = [server.predict(_request(body(2, 10.0 * k))) for k in range(5)]
+            return list(await asyncio.gather(*small, server.predict(_request(body(6, 100.0)))))
+        finally:
+            server._flusher.cancel()
+            state._poller.cancel()
+
+    responses = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [200] * 6
+    for k, r in enumerate(responses[:5]):  # each request gets its own rows back, in order
+        assert json.loads(r.body)["predictions"] == [20.0 * k, 20.0 * k + 2.0]
+    assert json.loads(responses[5].body)["predictions"] == [2.0 * (100 + i) for i in range(6)]
+    assert sorted(recorder.calls) == [2, 4, 4, 6]  # 4 rows at most per batch; 6 alone
