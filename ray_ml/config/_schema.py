@@ -503,6 +503,9 @@ class TrainConfig(_Validated):
         gpu_cache: On a GPU, stream each worker's shard into GPU memory once and permute it
             there every epoch, when it fits in half the free GPU memory (else stream as usual);
             ignored on CPU workers.
+        cpu_cache_mb: On CPU workers, hold each worker's preprocessed shard in memory after
+            one pass and permute it every epoch, when it takes at most this many MiB (its rows
+            x (features + label) x 4-8 bytes; else stream every epoch); 0 always streams.
         class_weighting: Per-class loss weights for imbalanced classification.
         resample: Oversample minority classes in the training split.
         resume: Continue from the latest checkpoint of a run with the same `name`, if any.
@@ -530,6 +533,7 @@ class TrainConfig(_Validated):
     local_shuffle_buffer: int = 0
     pin_memory: bool = False
     gpu_cache: bool = True
+    cpu_cache_mb: int = 512
     class_weighting: ClassWeighting = ClassWeighting.none
     resample: Resample = Resample.none
     resume: bool = True
@@ -551,6 +555,7 @@ class TrainConfig(_Validated):
         )
         self._at_least("prefetch_batches", 0)
         self._at_least("local_shuffle_buffer", 0)
+        self._at_least("cpu_cache_mb", 0)
         # Both correct the same imbalance; together they over-weight the minority classes.
         self._require(
             not (

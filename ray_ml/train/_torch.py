@@ -162,6 +162,13 @@ def _streamed(
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
+def _fits_cpu_cache(spec: LoopSpec, world: int, num_features: int) -> bool:
+    """Whether a worker's preprocessed train shard fits `train.cpu_cache_mb`."""
+    rows = math.ceil(spec.train_rows / max(world, 1))
+    width = num_features * 4 + 8  # float32 features, an int64 label at most
+    return rows * width <= spec.train.cpu_cache_mb * 2**20
+
+
 def _cache_budget(device: torch.device) -> int:
     if device.type != "cuda":
         return 0
@@ -337,6 +344,14 @@ def torch_train_loop(spec: LoopSpec, session: LoopSession) -> None:
     cache = None
     if t.gpu_cache and device.type == "cuda" and start_epoch < t.epochs:
         cache = ShardCache.build(train_shard, prep, device, _cache_budget(device))
+    elif (
+        device.type == "cpu"
+        and start_epoch < t.epochs
+        and _fits_cpu_cache(spec, world, prep.num_features)
+    ):
+        # Decided from the split's row count, the same on every rank: a rank that cached and
+        # one that streams would iterate the shared split a different number of times.
+        cache = ShardCache.build(train_shard, prep, device, budget_bytes=2**62)
     for epoch in range(start_epoch, t.epochs):
         t0 = time.perf_counter()
         torch.manual_seed(spec.seed * 1_000_003 + epoch * 1009 + rank)  # dropout: replayable

@@ -142,6 +142,24 @@ def test_shard_cache_holds_every_row_and_permutes_reproducibly(tmp_path: Path) -
     )
 
 
+def test_cpu_workers_cache_their_shard_when_it_fits_and_train_every_row(tmp_path: Path) -> None:
+    from ray_ml.train._torch import _fits_cpu_cache
+
+    cfg = config(tmp_path, "train.epochs=2")
+    spec_rows = 4 * 2**20 // (10 * 4 + 8)  # rows of 10 features that fill 4 MiB per worker
+    small = cfg.train.__class__(**{**cfg.train.__dict__, "cpu_cache_mb": 4})
+    spec = type("Spec", (), {"train_rows": 2 * spec_rows, "train": small})()
+    assert _fits_cpu_cache(spec, 2, 10) and not _fits_cpu_cache(spec, 1, 10)
+    # on the shared 2-worker Ray, cached (the default) and streamed runs see the same rows
+    cached = run_training(cfg)
+    streamed = run_training(config(tmp_path / "s", "train.epochs=2", "train.cpu_cache_mb=0"))
+    rows = [run["last_reported"]["train_rows"] for run in (cached, streamed)]
+    assert rows[0] == rows[1] > 0  # rank 0's rows in its last epoch: its whole shard, once
+    assert (
+        cached["metrics"]["test"]["roc_auc"] > 0.9 and streamed["metrics"]["test"]["roc_auc"] > 0.9
+    )
+
+
 @pytest.mark.gpu
 def test_gpu_training_with_cached_shard_and_bf16(tmp_path: Path) -> None:
     summary = run_training(
