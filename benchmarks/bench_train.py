@@ -1,13 +1,17 @@
 """Training-loop overhead of Ray Train against plain baselines, side by side in one run.
 
 1. TorchTrainer (2 workers, gloo, data from `ray.train.get_dataset_shard`) vs plain
-   `torch.distributed` DDP (2 processes, gloo, the same rows sliced from an in-memory table).
-   Both loops do the same work per batch (the run's `Preprocessor.transform`, forward, backward,
-   step) on the same MLP; epoch 0 is a warm-up and the measured phase is the later epochs.
-   Reported: in-loop seconds and the ratio ray / plain (target <= 1.10).
-2. XGBoostTrainer (1 worker) vs plain `xgboost.train` on the same rows and parameters: the
-   `xgboost.train` call is timed inside both; the final validation logloss must agree to 1e-3
-   (target ratio <= 1.2).
+   `torch.distributed` DDP (2 processes, gloo), the same MLP and per-batch work, epoch 0 a
+   warm-up, the later epochs measured, in two pairs: `cached` (ray_ml's CPU default,
+   `train.cpu_cache_mb`: the preprocessed shard held in memory by `ShardCache` after one pass and
+   permuted every epoch, against plain DDP on the same preprocessed tensors through the same
+   class) and `streamed` (Ray Data batches every epoch, preprocessed per batch, against plain
+   DDP slicing an in-memory table and preprocessing per batch). Reported: in-loop seconds and
+   the ratio ray / plain (target <= 1.10 on the default path).
+2. XGBoostTrainer (1 worker) vs plain `xgboost.train` on the same rows and parameters, each
+   after a warm-up on a separate small DMatrix: `xgb.train` on fresh DMatrices timed inside both
+   (target ratio <= 1.15, final validation logloss within 1e-3), with DMatrix construction,
+   reading the shard and the worker's start-up reported apart.
 3. With `--gpu` on a CUDA machine: ingest variants on one GPU worker (streaming Ray Data
    batches vs the GPU shard cache vs a plain loop with all data already on the GPU), after a
    warm-up epoch, with time-to-first-batch reported separately.
@@ -255,58 +259,18 @@ _XGB = {
 }
 
 
-def _ray_xgb_loop(config: dict[str, Any]) -> None:
-    import ray.train
+def _xgb_fit(prep: Any, train: pa.Table, val: pa.Table, rounds: int) -> dict[str, Any]:
+    """The measured work, the same in both processes: a warm-up on a separate small DMatrix
+    (xgboost keeps a DMatrix's bin index, so warming up on the timed one would skip its sketch),
+    then DMatrix construction and `xgb.train` on fresh matrices, timed apart."""
     import xgboost as xgb
 
-    from ray_ml.data import Preprocessor
-
-    prep = Preprocessor.from_dict(config["prep"])
-    train = pa.concat_tables(
-        list(
-            ray.train.get_dataset_shard("train").iter_batches(
-                batch_size=None, batch_format="pyarrow"
-            )
-        )
-    )
-    val = pa.concat_tables(
-        list(
-            ray.train.get_dataset_shard("validation").iter_batches(
-                batch_size=None, batch_format="pyarrow"
-            )
-        )
-    )
-    dtrain = xgb.DMatrix(prep.transform(train), label=prep.labels(train))
-    dval = xgb.DMatrix(prep.transform(val), label=prep.labels(val))
-    log: dict[str, Any] = {}
+    warm = train.slice(0, 2000)
+    xgb.train(_XGB, xgb.DMatrix(prep.transform(warm), label=prep.labels(warm)), 2)
     t0 = time.perf_counter()
-    xgb.train(
-        _XGB,
-        dtrain,
-        num_boost_round=config["rounds"],
-        evals=[(dval, "validation")],
-        evals_result=log,
-        verbose_eval=False,
-    )
-    elapsed = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory() as d:
-        Path(d, "r.json").write_text(
-            json.dumps({"s": elapsed, "logloss": log["validation"]["logloss"][-1]})
-        )
-        ray.train.report({}, checkpoint=ray.train.Checkpoint.from_directory(d))
-
-
-def run_xgb(table: pa.Table, prep: Any, rounds: int, storage: str) -> dict[str, Any]:
-    import ray.data
-    import ray.train
-    import xgboost as xgb
-    from ray.train.xgboost import XGBoostTrainer
-
-    split = int(table.num_rows * 0.8)
-    train, val = table.slice(0, split), table.slice(split)
     dtrain = xgb.DMatrix(prep.transform(train), label=prep.labels(train))
     dval = xgb.DMatrix(prep.transform(val), label=prep.labels(val))
-    xgb.train(_XGB, dtrain, num_boost_round=2)  # warm-up
+    convert_s = time.perf_counter() - t0
     log: dict[str, Any] = {}
     t0 = time.perf_counter()
     xgb.train(
@@ -317,20 +281,64 @@ def run_xgb(table: pa.Table, prep: Any, rounds: int, storage: str) -> dict[str, 
         evals_result=log,
         verbose_eval=False,
     )
-    plain = {"s": time.perf_counter() - t0, "logloss": log["validation"]["logloss"][-1]}
+    return {
+        "s": time.perf_counter() - t0,
+        "convert_s": convert_s,
+        "logloss": log["validation"]["logloss"][-1],
+    }
+
+
+def _ray_xgb_loop(config: dict[str, Any]) -> None:
+    import ray.train
+
+    from ray_ml.data import Preprocessor
+
+    entered = time.time()  # same machine, same clock as the driver's `fit_started`
+    prep = Preprocessor.from_dict(config["prep"])
+    t0 = time.perf_counter()
+    parts = [
+        pa.concat_tables(
+            list(
+                ray.train.get_dataset_shard(name).iter_batches(
+                    batch_size=None, batch_format="pyarrow"
+                )
+            )
+        )
+        for name in ("train", "validation")
+    ]
+    read_s = time.perf_counter() - t0
+    out = _xgb_fit(prep, parts[0], parts[1], config["rounds"])
+    out.update({"read_shard_s": read_s, "startup_s": entered - config["fit_started"]})
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "r.json").write_text(json.dumps(out))
+        ray.train.report({}, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def run_xgb(table: pa.Table, prep: Any, rounds: int, storage: str) -> dict[str, Any]:
+    import ray.data
+    import ray.train
+    from ray.train.xgboost import XGBoostTrainer
+
+    split = int(table.num_rows * 0.8)
+    train, val = table.slice(0, split), table.slice(split)
+    plain = _xgb_fit(prep, train, val, rounds)
+    datasets = {"train": ray.data.from_arrow(train), "validation": ray.data.from_arrow(val)}
+    fit_started = time.time()
     trainer = XGBoostTrainer(
         _ray_xgb_loop,
-        train_loop_config={"prep": prep.to_dict(), "rounds": rounds},
+        train_loop_config={"prep": prep.to_dict(), "rounds": rounds, "fit_started": fit_started},
         scaling_config=ray.train.ScalingConfig(num_workers=1),
         run_config=ray.train.RunConfig(name=f"bench-xgb-{time.time_ns()}", storage_path=storage),
-        datasets={"train": ray.data.from_arrow(train), "validation": ray.data.from_arrow(val)},
+        datasets=datasets,
     )
     with trainer.fit().checkpoint.as_directory() as d:
         ray_ = json.loads(Path(d, "r.json").read_text())
+    ray_["fit_wall_s"] = time.time() - fit_started
     return {
         "plain": plain,
         "ray": ray_,
         "ray_over_plain_time": ray_["s"] / plain["s"],
+        "ray_over_plain_convert": ray_["convert_s"] / plain["convert_s"],
         "logloss_abs_diff": abs(ray_["logloss"] - plain["logloss"]),
     }
 
@@ -404,7 +412,13 @@ def main() -> None:
         "prefetch_batches": args.prefetch,
         **environment(("ray", "torch", "xgboost", "pyarrow")),
         "torch_ddp": torch_res,
-        "xgboost": {**xgb_res, "rounds": args.xgb_rounds, "target": "<= 1.2, logloss within 1e-3"},
+        "xgboost": {
+            **xgb_res,
+            "rounds": args.xgb_rounds,
+            "measured": "xgb.train on fresh DMatrices after a warm-up on another one; DMatrix "
+            "construction (convert_s), reading the shard and worker start-up apart",
+            "target": "<= 1.15, logloss within 1e-3",
+        },
     }
     if args.gpu:
         from benchmarks.bench_ingest_gpu import run_gpu_ingest

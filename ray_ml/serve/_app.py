@@ -302,6 +302,7 @@ class ModelServer:
         batcher.set_max_batch_size(spec.config.max_batch_size)
         batcher.set_batch_wait_timeout_s(spec.config.batch_wait_timeout_s)
         self._delta = MetricsDelta()
+        self._at_model = 0  # requests between validation and their predictions (`_model_call`)
         self._drift: dict[str, Any] = {}
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
@@ -362,6 +363,24 @@ class ModelServer:
         """One model call per version over all batched requests; results split back per request."""
         return _predict_items(items)
 
+    async def _model_call(self, item: _Item) -> dict[str, Any] | Exception:
+        """The request's predictions: batched with the requests at the model, alone if none is.
+
+        A request with no company would only wait out `batch_wait_timeout_s` for nobody: one
+        turn of the event loop lets every request that is ready reach this point first, and a
+        request still alone then is predicted at once.
+        """
+        if item.table.num_rows > item.max_rows:  # more than one batch holds: a call of its own
+            return (await asyncio.to_thread(_predict_items, [item]))[0]
+        self._at_model += 1
+        try:
+            await asyncio.sleep(0)
+            if self._at_model == 1:
+                return _predict_items([item])[0]
+            return await self._infer(item)
+        finally:
+            self._at_model -= 1
+
     @app.post("/v1/predict")
     async def predict(self, request: Request) -> Response:
         t0 = time.perf_counter()
@@ -377,10 +396,7 @@ class ModelServer:
             self._delta.record_request(slot.version, role, exc.status, time.perf_counter() - t0)
             raise
         item = _Item(slot, table, self.spec.config.max_batch_size, self.spec.config.max_batch_rows)
-        if table.num_rows > item.max_rows:  # more than one batch holds: a model call of its own
-            result = (await asyncio.to_thread(_predict_items, [item]))[0]
-        else:
-            result = await self._infer(item)
+        result = await self._model_call(item)
         if isinstance(result, Exception):
             logger.error(
                 "ray_ml serve: model version %s failed on a batch: %s: %s",

@@ -269,3 +269,42 @@ def test_batches_are_sized_by_rows(monkeypatch: pytest.MonkeyPatch) -> None:
         assert json.loads(r.body)["predictions"] == [20.0 * k, 20.0 * k + 2.0]
     assert json.loads(responses[5].body)["predictions"] == [2.0 * (100 + i) for i in range(6)]
     assert sorted(recorder.calls) == [2, 4, 4, 6]  # 4 rows at most per batch; 6 alone
+
+
+def test_a_request_alone_does_not_wait_for_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import ray.serve.batching
+
+    monkeypatch.setattr(
+        ray.serve.batching._BatchQueue,
+        "_warn_if_max_batch_size_exceeds_max_ongoing_requests",
+        lambda self: None,
+        raising=False,
+    )
+    loader = FakeLoader()
+    cfg = _cfg("serve.batch_wait_timeout_s=2.0")  # a batch waits up to 2 s for company
+    spec = serve_spec(cfg, TOKEN)
+    _, routing = build_app(cfg, token=TOKEN, loader=loader)
+    one = json.dumps({"rows": [{"x": 0.5}]}).encode()
+
+    async def scenario() -> tuple[float, float, list[Any]]:
+        state_cls, server_cls = _plain(ServeState), _plain(ModelServer)
+        state = state_cls.__new__(state_cls)
+        await state_cls.__init__(state, spec, routing, loader)
+        server = server_cls.__new__(server_cls)
+        await server_cls.__init__(server, spec, routing, _StateHandle(state), loader)
+        try:
+            t0 = time.perf_counter()
+            await server.predict(_request(one))
+            alone = time.perf_counter() - t0
+            t0 = time.perf_counter()  # two at once: batched together, so they wait it out
+            both = await asyncio.gather(server.predict(_request(one)), server.predict(_request(one)))
+            return alone, time.perf_counter() - t0, list(both)
+        finally:
+            server._flusher.cancel()
+            state._poller.cancel()
+
+    alone, together, both = asyncio.run(scenario())
+    assert alone < 1.0 <= together  # alone: no 2 s wait; in company: the batch waits to fill
+    assert [r.status_code for r in both] == [200, 200]
