@@ -153,7 +153,9 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
         f"(stages: {' -> '.join(STAGES)})"
     )
     # The dashboard serves the State API that Train V2 under Tune needs to free placement groups.
-    handle = start_ray(cfg.cluster, env=ingress_env(cfg.serve.ingress), include_dashboard=True)
+    handle = start_ray(
+        cfg.cluster, env=lambda: ingress_env(cfg.serve.ingress), include_dashboard=True
+    )
     deployed = False
     try:
         # 1. data (needed by an unfinished sweep, even when its own stage is done)

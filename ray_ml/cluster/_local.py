@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,14 +38,18 @@ class RayHandle:
 
 
 def start_ray(
-    cfg: ClusterConfig | None = None, *, env: Mapping[str, str] | None = None, **overrides: Any
+    cfg: ClusterConfig | None = None,
+    *,
+    env: Callable[[], Mapping[str, str]] | None = None,
+    **overrides: Any,
 ) -> RayHandle:
     """Start or join Ray as `cfg` says; reuse the Ray of this process if one is already up.
 
     Args:
         cfg: The `cluster` config group (None: an embedded Ray with all local CPUs).
-        env: Environment variables every process of a Ray started here inherits (settings Ray
-            reads at import, such as Serve's ingress); a joined cluster keeps its own.
+        env: Makes the environment variables every process of a Ray started here inherits
+            (settings Ray reads at import, such as Serve's ingress); called only when this
+            starts a Ray: a joined cluster keeps its own.
         **overrides: Field overrides (num_cpus=..., object_store_mb=...), for tests and scripts.
     """
     import ray
@@ -96,7 +100,9 @@ def start_ray(
             kwargs["runtime_env"] = {"env_vars": env_vars}
         if settings["temp_dir"]:
             kwargs["_temp_dir"] = os.path.abspath(settings["temp_dir"])
-        with _environ(env or {}):  # the raylet it spawns passes them on to every worker
+        with _environ(
+            env() if env is not None else {}
+        ):  # the raylet it spawns passes them on to every worker
             ray.init(**kwargs, **quiet)
         owned = True
     ctx = ray.get_runtime_context()

@@ -172,16 +172,21 @@ def run_serve_job(cfg: RunConfig) -> dict[str, Any]:
     from ray_ml.serve._ingress import ingress_env
 
     token = serve_token(cfg.serve)  # config errors before Ray starts
-    env = ingress_env(cfg.serve.ingress)
-    handle = start_ray(cfg.cluster, env=env)
+    env: dict[str, str] = {}
+
+    def ingress() -> dict[str, str]:
+        env.update(ingress_env(cfg.serve.ingress))
+        return env
+
+    handle = start_ray(cfg.cluster, env=ingress)
     # a joined cluster serves through whatever its own environment says
-    ingress = ("haproxy" if env else "proxy") if handle.owned else "cluster"
+    served_by = ("haproxy" if env else "proxy") if handle.owned else "cluster"
     stop = threading.Event()
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        info = {**deploy(cfg, token=token), "ingress": ingress}
+        info = {**deploy(cfg, token=token), "ingress": served_by}
         print(json.dumps({"event": "ready", **info}), flush=True)
         print(
             f"serving {info['model']} version {info['stable']} at {info['url']}/v1/predict; "

@@ -535,7 +535,7 @@ class SweepBooks:
             restarts=cost.restarts if cost else 0,
             cpu_seconds=cost.cpu_seconds if cost else None,
             latency_ms=latency,
-            checkpoint=f.checkpoint if f.replaying else checkpoint or f.checkpoint,
+            checkpoint=checkpoint or f.checkpoint,  # None while replaying (above)
         )
 
     # ----------------------------------------------------------------------- persistence

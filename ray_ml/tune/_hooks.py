@@ -144,8 +144,11 @@ class BudgetStopper(_Unpickled, Stopper):
         self._books = books
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        if result.get(RESULT_DUPLICATE):
-            return False  # the last report again, sent when the trial's function returns
+        if result.get(RESULT_DUPLICATE) or result.get("done"):
+            # The last report again, sent when the trial's function returns: Ray 2.60's
+            # controller swaps it for the trial's last result with `done=True` before calling
+            # the stopper (a trial's own reports carry `done=False`).
+            return False
         self.books.on_result(trial_id, result)
         return self.books.stop_at_report(trial_id)
 

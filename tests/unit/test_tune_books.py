@@ -145,6 +145,25 @@ def test_a_trial_that_trained_every_epoch_before_a_crash_stays_completed(tmp_pat
     assert r.record("u").status is TrialStatus.completed and r.record("u").checkpoint == "/u/1"
 
 
+def test_tunes_closing_copy_of_the_last_report_is_neither_a_replay_nor_billed_twice(
+    tmp_path: Path,
+) -> None:
+    """Ray 2.60's controller swaps a function trainable's closing duplicate result for the trial's
+    last result with `done=True`, before the stopper sees it (tune_controller.py)."""
+    from ray_ml.tune._hooks import BudgetStopper
+
+    clock = Clock()
+    b = books(tmp_path, clock)
+    stopper = BudgetStopper(b)
+    b.on_start("t", {})
+    last = {"training_iteration": 3, "val_loss": 0.3, "training_done": True, "done": False}
+    clock.t += 1.0
+    assert stopper("t", {**last, "checkpoint_path": "/c/3"}) is False
+    clock.t += 0.1
+    assert stopper("t", {**last, "checkpoint_path": "/c/3", "done": True}) is False
+    assert not b.facts["t"].replaying and len(b.facts["t"].report_usd) == 1
+
+
 def test_budget_gate_and_stops(tmp_path: Path) -> None:
     clock = Clock()
     rate = catalog().price_of({"CPU": 1.0})
