@@ -5,9 +5,10 @@ the typed spec that replicas receive, and one request path through `ModelServer`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import pickle
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -133,19 +134,9 @@ class _StateHandle:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_batch_queue() -> Any:
+def _fresh_batch_queue(monkeypatch: pytest.MonkeyPatch) -> Any:
     """serve.batch keeps one queue per decorated method, made on first use and bound to that
     event loop (a replica has one loop for life); each test here runs its own loop."""
-    yield
-    _plain(ModelServer)._infer.set_max_batch_size.__self__._queue = None
-
-
-def _plain(deployment: Any) -> Any:
-    """The class a Serve deployment wraps (`serve.ingress` subclasses it under the same name)."""
-    return [c for c in deployment.func_or_class.__mro__ if c.__module__ == "ray_ml.serve._app"][-1]
-
-
-def test_one_request_path_through_both_classes(monkeypatch: pytest.MonkeyPatch) -> None:
     import ray.serve.batching
 
     # serve.batch asks the replica context for max_ongoing_requests, only to log a warning.
@@ -155,19 +146,41 @@ def test_one_request_path_through_both_classes(monkeypatch: pytest.MonkeyPatch) 
         lambda self: None,
         raising=False,
     )
+    yield
+    _plain(ModelServer)._infer.set_max_batch_size.__self__._queue = None
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    spec: ServeSpec, routing: dict[str, Any], loader: Any
+) -> AsyncIterator[tuple[Any, Any]]:
+    """`ServeState` and `ModelServer` constructed in this event loop, their loops stopped after."""
+    state_cls, server_cls = _plain(ServeState), _plain(ModelServer)
+    state = state_cls.__new__(state_cls)
+    await state_cls.__init__(state, spec, routing, loader)
+    server = server_cls.__new__(server_cls)
+    await server_cls.__init__(server, spec, routing, _StateHandle(state), loader)
+    try:
+        yield state, server
+    finally:
+        server._flusher.cancel()
+        state._poller.cancel()
+
+
+def _plain(deployment: Any) -> Any:
+    """The class a Serve deployment wraps (`serve.ingress` subclasses it under the same name)."""
+    return [c for c in deployment.func_or_class.__mro__ if c.__module__ == "ray_ml.serve._app"][-1]
+
+
+def test_one_request_path_through_both_classes() -> None:
     loader = FakeLoader()
     cfg = _cfg("serve.max_body_bytes=2048")
     spec = serve_spec(cfg, TOKEN)
     _, routing = build_app(cfg, token=TOKEN, loader=loader)
 
     async def scenario() -> dict[str, Any]:
-        state_cls, server_cls = _plain(ServeState), _plain(ModelServer)
-        state = state_cls.__new__(state_cls)
-        await state_cls.__init__(state, spec, routing, loader)
-        server = server_cls.__new__(server_cls)
-        await server_cls.__init__(server, spec, routing, _StateHandle(state), loader)
-        out: dict[str, Any] = {}
-        try:
+        async with _running(spec, routing, loader) as (state, server):
+            out: dict[str, Any] = {}
             ok = await server.predict(
                 _request(json.dumps({"rows": [{"x": 0.5}, {"x": 1.5}]}).encode())
             )
@@ -186,9 +199,6 @@ def test_one_request_path_through_both_classes(monkeypatch: pytest.MonkeyPatch) 
             out["models"] = await state.models()
             out["drift"] = await state.drift_report()
             out["metrics"] = (await state.metrics_text()).decode()
-        finally:
-            server._flusher.cancel()
-            state._poller.cancel()
         return out
 
     out = asyncio.run(scenario())
@@ -225,15 +235,7 @@ class _Recorder(_Doubler):
         return super().predict(table)
 
 
-def test_batches_are_sized_by_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ray.serve.batching
-
-    monkeypatch.setattr(
-        ray.serve.batching._BatchQueue,
-        "_warn_if_max_batch_size_exceeds_max_ongoing_requests",
-        lambda self: None,
-        raising=False,
-    )
+def test_batches_are_sized_by_rows() -> None:
     recorder = _Recorder()
 
     class Loader(FakeLoader):
@@ -250,18 +252,10 @@ def test_batches_are_sized_by_rows(monkeypatch: pytest.MonkeyPatch) -> None:
         return json.dumps({"rows": [{"x": start + i} for i in range(n)]}).encode()
 
     async def scenario() -> list[Any]:
-        state_cls, server_cls = _plain(ServeState), _plain(ModelServer)
-        state = state_cls.__new__(state_cls)
-        await state_cls.__init__(state, spec, routing, loader)
-        server = server_cls.__new__(server_cls)
-        await server_cls.__init__(server, spec, routing, _StateHandle(state), loader)
-        try:
+        async with _running(spec, routing, loader) as (state, server):
             # five 2-row requests at once, then one of 6 rows (more than a batch holds)
             small = [server.predict(_request(body(2, 10.0 * k))) for k in range(5)]
             return list(await asyncio.gather(*small, server.predict(_request(body(6, 100.0)))))
-        finally:
-            server._flusher.cancel()
-            state._poller.cancel()
 
     responses = asyncio.run(scenario())
     assert [r.status_code for r in responses] == [200] * 6
@@ -271,17 +265,9 @@ def test_batches_are_sized_by_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     assert sorted(recorder.calls) == [2, 4, 4, 6]  # 4 rows at most per batch; 6 alone
 
 
-def test_a_request_alone_does_not_wait_for_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_request_alone_does_not_wait_for_a_batch() -> None:
     import time
 
-    import ray.serve.batching
-
-    monkeypatch.setattr(
-        ray.serve.batching._BatchQueue,
-        "_warn_if_max_batch_size_exceeds_max_ongoing_requests",
-        lambda self: None,
-        raising=False,
-    )
     loader = FakeLoader()
     cfg = _cfg("serve.batch_wait_timeout_s=2.0")  # a batch waits up to 2 s for company
     spec = serve_spec(cfg, TOKEN)
@@ -289,21 +275,15 @@ def test_a_request_alone_does_not_wait_for_a_batch(monkeypatch: pytest.MonkeyPat
     one = json.dumps({"rows": [{"x": 0.5}]}).encode()
 
     async def scenario() -> tuple[float, float, list[Any]]:
-        state_cls, server_cls = _plain(ServeState), _plain(ModelServer)
-        state = state_cls.__new__(state_cls)
-        await state_cls.__init__(state, spec, routing, loader)
-        server = server_cls.__new__(server_cls)
-        await server_cls.__init__(server, spec, routing, _StateHandle(state), loader)
-        try:
+        async with _running(spec, routing, loader) as (state, server):
             t0 = time.perf_counter()
             await server.predict(_request(one))
             alone = time.perf_counter() - t0
             t0 = time.perf_counter()  # two at once: batched together, so they wait it out
-            both = await asyncio.gather(server.predict(_request(one)), server.predict(_request(one)))
+            both = await asyncio.gather(
+                server.predict(_request(one)), server.predict(_request(one))
+            )
             return alone, time.perf_counter() - t0, list(both)
-        finally:
-            server._flusher.cancel()
-            state._poller.cancel()
 
     alone, together, both = asyncio.run(scenario())
     assert alone < 1.0 <= together  # alone: no 2 s wait; in company: the batch waits to fill
