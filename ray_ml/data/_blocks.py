@@ -1,21 +1,26 @@
-"""One way to map a pure `pyarrow.Table -> pyarrow.Table` function over a Ray Dataset.
+"""Two ways to run a pure function over the blocks of a Ray Dataset.
 
 Every distributed step of the data layer (check, statistics, split assignment, selection) is a
-pure function of one block plus some arguments; this wrapper fixes the options they all share:
-whole blocks as batches (no re-chunking), Arrow format, zero-copy input.
+pure function of one block plus some arguments. `map_blocks` is the usual one, a Ray Data pass
+with the options they all share: whole blocks as batches (no re-chunking), Arrow format, zero-copy
+input. `reduce_blocks` is for the one case where a Ray Data pass is all overhead: a small result
+per block of a dataset whose blocks are already in the object store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pyarrow as pa
 
 if TYPE_CHECKING:
     import ray.data
+    from ray.data.dataset import MaterializedDataset
 
-__all__ = ["map_blocks"]
+__all__ = ["map_blocks", "reduce_blocks"]
+
+T = TypeVar("T")
 
 
 def map_blocks(
@@ -28,4 +33,25 @@ def map_blocks(
         batch_format="pyarrow",
         batch_size=batch_size,
         zero_copy_batch=True,
+    )
+
+
+def reduce_blocks(ds: MaterializedDataset[Any], fn: Callable[..., T], *args: Any) -> list[T]:
+    """`fn(block, index, *args)` for every block of a materialized dataset, in block order.
+
+    One plain Ray task per block, reading the block where it lies (zero-copy, through
+    `to_arrow_refs`), with no Ray Data execution: on 2 CPUs each of those costs about a second
+    whatever the data (executor and operator start-up and shut-down; read off bench_data's
+    transform pass over materialized blocks: 1.3 s at 1M rows, 2.1 s at 5M), which dwarfs a pass
+    that only counts. Use it only for such passes: a result (a few numbers) per block comes back
+    to the driver, and the tasks are not under Ray Data's resource limits. `index` is the block's
+    position, the same when Ray retries a task, so `fn` may name a file after it.
+    """
+    import ray
+
+    # An explicit strategy, as Ray Data gives its own tasks: never captured by a caller's placement
+    # group (a Tune trial's, whose CPUs are all held), and placed near the block it reads.
+    task = ray.remote(num_cpus=1, scheduling_strategy="DEFAULT")(fn)
+    return cast(
+        list[T], ray.get([task.remote(ref, i, *args) for i, ref in enumerate(ds.to_arrow_refs())])
     )

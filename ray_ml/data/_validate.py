@@ -1,14 +1,15 @@
 """Distributed contract validation over Ray Data, with quarantine and a reject-rate gate.
 
-One pass maps `check_table` over the blocks of every source and materializes the result in the
-object store (not on the driver); a second, cheap pass over those blocks gathers one row of
-statistics per block; the rejected rows are written to the quarantine Parquet directory. The
-driver only ever holds per-block statistics, so its memory does not grow with the data.
+One Ray Data pass reads every source and maps `check_table` over its blocks, fused into one task
+per read unit, and materializes the checked blocks in the object store (not on the driver). Then
+one plain task per checked block counts it, digests it and writes its rejected rows to the
+quarantine Parquet directory (`reduce_blocks`: no second Ray Data execution). The good rows are
+a lazy predicate-expression filter over the checked blocks, fused by Ray into whatever consumes
+them. The driver only ever holds per-block statistics, so its memory does not grow with the data.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
-from ray_ml.data._blocks import map_blocks
+from ray_ml.data._blocks import map_blocks, reduce_blocks
 from ray_ml.data._checks import (
-    RAW_COLUMN,
     REASON_COLUMN,
     ROW_HASH_COLUMN,
     WARNINGS_COLUMN,
@@ -120,32 +121,60 @@ def _rule_counts(joined: pa.ChunkedArray) -> Counter[str]:
     return counts
 
 
-def _block_stats(table: pa.Table) -> pa.Table:
+def _block_stats(table: pa.Table) -> dict[str, Any]:
+    """Rows, rejects, digest halves and rule counts of one checked block (summed by the driver)."""
     reason = table.column(REASON_COLUMN)
     bad = pc.is_valid(reason)
     hashes = table.column(ROW_HASH_COLUMN).to_numpy()
     bad_np = bad.to_numpy(zero_copy_only=False)
     # uint64 sums wrap: exactly what an order-independent digest wants.
-    return pa.table(
-        {
-            "rows": [table.num_rows],
-            "rejected": [int(bad_np.sum())],
-            "hash_ok": [str(int(hashes[~bad_np].sum(dtype="uint64")))],
-            "hash_bad": [str(int(hashes[bad_np].sum(dtype="uint64")))],
-            "reasons": [json.dumps(_rule_counts(reason))],
-            "warnings": [json.dumps(_rule_counts(table.column(WARNINGS_COLUMN)))],
-        }
-    )
+    return {
+        "rows": table.num_rows,
+        "rejected": int(bad_np.sum()),
+        "hash_ok": int(hashes[~bad_np].sum(dtype="uint64")),
+        "hash_bad": int(hashes[bad_np].sum(dtype="uint64")),
+        "reasons": dict(_rule_counts(reason)),
+        "warnings": dict(_rule_counts(table.column(WARNINGS_COLUMN))),
+    }
 
 
 def _only_rejected(table: pa.Table) -> pa.Table:
     return table.filter(pc.is_valid(table.column(REASON_COLUMN))).drop_columns([ROW_HASH_COLUMN])
 
 
-def _only_ok(table: pa.Table) -> pa.Table:
-    return table.filter(pc.is_null(table.column(REASON_COLUMN))).drop_columns(
-        [REASON_COLUMN, RAW_COLUMN, WARNINGS_COLUMN]
-    )
+def _settle_block(
+    table: pa.Table, index: int, quarantine: tuple[pafs.FileSystem, str] | None
+) -> dict[str, Any]:
+    """`_block_stats` of one checked block, after writing its rejected rows to the quarantine.
+
+    One file per block that has rejected rows, named after the block's position: a retried task
+    rewrites its own file, so no row is quarantined twice.
+    """
+    stats = _block_stats(table)
+    if quarantine is not None and stats["rejected"]:
+        fs, path = quarantine
+        pq.write_table(_only_rejected(table), f"{path}/part-{index:05d}.parquet", filesystem=fs)
+    return stats
+
+
+def _ok_rows(checked: ray.data.Dataset, keep: list[str]) -> ray.data.Dataset:
+    """The rows with no reject reason, columns `keep`: lazy, evaluated by each consumer.
+
+    A predicate expression and a projection, not a Python `map_batches`: Ray evaluates the
+    predicate with Arrow compute on whole blocks and fuses both into the task of the consumer's
+    next map, and its optimizer can see what they do, which it cannot in a Python function. Each
+    consumer still pays for one filter per block (a copy of its good rows, even when it has no
+    rejected row), as it did with the `map_batches` filter this replaces.
+    """
+    from ray.data.expressions import col
+
+    return checked.filter(expr=col(REASON_COLUMN).is_null()).select_columns(keep)
+
+
+def _rejected_rows(checked: ray.data.Dataset) -> ray.data.Dataset:
+    from ray.data.expressions import col
+
+    return checked.filter(expr=col(REASON_COLUMN).is_not_null())
 
 
 def _pad(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -154,10 +183,6 @@ def _pad(table: pa.Table, schema: pa.Schema) -> pa.Table:
         for f in schema
     ]
     return pa.Table.from_arrays(cols, schema=schema)
-
-
-def _rejected_padded(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    return _pad(table.filter(pc.is_valid(table.column(REASON_COLUMN))), schema)
 
 
 def _recheck(table: pa.Table, contract: Contract) -> pa.Table:
@@ -235,11 +260,11 @@ def check_sources(
             present = [c for c in raw.schema().names if c in names]
             specs = contract.subset(present)
             side = map_blocks(raw, check_table, contract, specs).materialize()
-            rejected.append(map_blocks(side, _rejected_padded, full))
+            rejected.append(map_blocks(_rejected_rows(side), _pad, full))
             # A column already brought by an earlier source is taken from there (no _x/_y pairs).
             keep = [c.name for c in specs if c.name == join_key or c.name not in seen]
             seen.update(keep)
-            ok.append(map_blocks(side, _only_ok).select_columns(keep))
+            ok.append(_ok_rows(side, keep))
         joined = ok[0]
         for other in ok[1:]:
             joined = joined.join(
@@ -253,23 +278,20 @@ def check_sources(
         raise ConfigError(f"data.merge must be union or join, but got merge={merge!r}.")
 
     checked = checked.materialize()
-    stats = map_blocks(checked, _block_stats).take_all()
+    # The quarantine is emptied before any task writes to it: it holds this run's rows only.
+    target = _prepare_quarantine(quarantine_dir) if quarantine_dir else None
+    stats = reduce_blocks(checked, _settle_block, target)
     rows_in = sum(r["rows"] for r in stats)
     rows_bad = sum(r["rejected"] for r in stats)
     reasons: Counter[str] = Counter()
     warnings: Counter[str] = Counter()
     for r in stats:
-        reasons.update(json.loads(r["reasons"]))
-        warnings.update(json.loads(r["warnings"]))
-    hash_ok = sum(int(r["hash_ok"]) for r in stats) & _MASK64
-    hash_bad = sum(int(r["hash_bad"]) for r in stats) & _MASK64
+        reasons.update(r["reasons"])
+        warnings.update(r["warnings"])
+    hash_ok = sum(r["hash_ok"] for r in stats) & _MASK64
+    hash_bad = sum(r["hash_bad"] for r in stats) & _MASK64
 
-    quarantine = None
-    if quarantine_dir:
-        fs, path = _prepare_quarantine(quarantine_dir)
-        quarantine = quarantine_dir
-        if rows_bad:
-            map_blocks(checked, _only_rejected).write_parquet(path, filesystem=fs)
+    quarantine = quarantine_dir or None
     report = ValidationReport(
         sources=list(sources),
         rows_in=rows_in,
@@ -283,5 +305,5 @@ def check_sources(
     )
     if raise_on_failure and not report.passed:
         raise RejectRateExceeded(report.failure_message())
-    good = map_blocks(checked, _only_ok)
+    good = _ok_rows(checked, [*names, ROW_HASH_COLUMN])
     return CheckedData(dataset=good, report=report, contract=contract)

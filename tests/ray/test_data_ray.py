@@ -15,6 +15,7 @@ import pytest
 from ray_ml.data import (
     Contract,
     check_sources,
+    check_table,
     fingerprint,
     fit_preprocessor,
     fit_preprocessor_table,
@@ -77,6 +78,9 @@ def test_dirty_csv_exact_counts_and_quarantine(tmp_path: Path) -> None:
     assert by_reason["_row:parse"] == {"_raw_line": "6,60,10,paris,0,extra"}
     good = res.dataset.take_all()
     assert sorted(row["id"] for row in good) == [1, 3, 9]  # a null income is allowed
+    # Good rows lose the check's columns but keep their hash; rejected rows the reverse.
+    assert res.dataset.schema().names == [*CONTRACT.names, "_row_hash"]
+    assert pq.read_table(q).column_names == [*CONTRACT.names, "_reject_reason", "_raw", "_warnings"]
 
 
 def test_reject_rate_threshold_fails_with_a_clear_message(tmp_path: Path) -> None:
@@ -85,6 +89,64 @@ def test_reject_rate_threshold_fails_with_a_clear_message(tmp_path: Path) -> Non
     with pytest.raises(RejectRateExceeded, match=r"6 of 9 rows rejected .*max_reject_rate=10.00%"):
         check_sources([str(src)], CONTRACT, quarantine_dir=str(tmp_path / "q"), max_reject_rate=0.1)
     assert pq.read_table(tmp_path / "q").num_rows == 6  # written before failing: nothing lost
+
+
+def test_blockwise_check_matches_one_check_of_the_whole_table(tmp_path: Path) -> None:
+    """Checked per block, counted and quarantined per block, split by a predicate expression:
+    the same rows kept, the same rows quarantined with the same reasons, the same digest and
+    the same preprocessing as one `check_table` over the whole table."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    table = pa.table(
+        {
+            "id": np.arange(n),
+            "age": rng.integers(-5, 130, n),  # about 10% outside [0, 120]
+            "income": np.where(rng.random(n) < 0.05, -1.0, rng.random(n) * 100),
+            "city": rng.choice(["paris", "rome", "oslo"], n, p=[0.49, 0.49, 0.02]),
+            "y": rng.integers(0, 2, n),
+        }
+    )
+    pq.write_table(table, tmp_path / "d.parquet", row_group_size=500)
+    q = tmp_path / "q"
+    for _ in range(2):  # the second run replaces the first run's quarantine, never adds to it
+        res = check_sources(
+            [str(tmp_path / "d.parquet")], CONTRACT, quarantine_dir=str(q), num_blocks=3
+        )
+    whole = check_table(pq.read_table(tmp_path / "d.parquet"), CONTRACT)
+    is_bad = pc.is_valid(whole.column("_reject_reason"))
+    want_bad = whole.filter(is_bad).drop_columns(["_row_hash"])
+    want_good = whole.filter(pc.invert(is_bad)).drop_columns(
+        ["_reject_reason", "_raw", "_warnings"]
+    )
+
+    r = res.report
+    assert 0 < want_bad.num_rows < n
+    assert (r.rows_in, r.rows_rejected) == (n, want_bad.num_rows)
+    reasons: dict[str, int] = {}
+    for joined in want_bad.column("_reject_reason").to_pylist():
+        for rule in joined.split(";"):
+            reasons[rule] = reasons.get(rule, 0) + 1
+    assert r.reasons == dict(sorted(reasons.items()))
+    hashes = whole.column("_row_hash").to_numpy()
+    bad_np = is_bad.to_numpy(zero_copy_only=False)
+    ok_sum, bad_sum = (int(hashes[m].sum(dtype="uint64")) for m in (~bad_np, bad_np))
+    assert r.digest == f"{n}:{want_bad.num_rows}:{ok_sum:016x}:{bad_sum:016x}"
+
+    # One quarantine file per block (3 blocks of 2 row groups), named by the block's position.
+    assert sorted(f.name for f in q.iterdir()) == [f"part-{i:05d}.parquet" for i in range(3)]
+    got_bad = pq.read_table(q).sort_by("id")
+    assert got_bad.to_pylist() == want_bad.sort_by("id").to_pylist()
+    got_good = pa.concat_tables(res.dataset.iter_batches(batch_format="pyarrow")).sort_by("id")
+    assert got_good.to_pylist() == want_good.sort_by("id").to_pylist()
+
+    prep = fit_preprocessor(res.dataset, CONTRACT)
+    expected = fit_preprocessor_table(want_good.drop_columns(["_row_hash"]), CONTRACT)
+    assert prep.fit_rows == expected.fit_rows == want_good.num_rows
+    for got, want in zip(prep.numeric, expected.numeric, strict=True):
+        assert (got.fill, got.center, got.scale) == pytest.approx(
+            (want.fill, want.center, want.scale), rel=1e-9
+        )
+    assert prep.categorical == expected.categorical
 
 
 def test_union_of_formats_aligns_columns(tmp_path: Path) -> None:

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 
 from ray_ml.data import Contract, check_table, row_hashes
 from ray_ml.data._sources import SyntheticSpec, _read_csv_tolerant, _read_json_tolerant
+from ray_ml.data._validate import _settle_block
 
 pytestmark = pytest.mark.unit
 
@@ -125,3 +130,35 @@ def test_json_reader_falls_back_line_by_line() -> None:
         "a:type",
     ]
     assert out.num_rows == 3
+
+
+def test_a_blocks_rejects_are_quarantined_once_under_its_index(tmp_path: Path) -> None:
+    """What `check_sources` runs per checked block: counts, digest, and its quarantine file."""
+    raw = pa.table(
+        {
+            "a": ["1.5", "abc", "20", "4", "2"],
+            "c": ["x", "x", "x", "q", "z"],
+            "y": ["0", "1", "1", "0", "1"],
+        }
+    )
+    checked = check_table(raw, CONTRACT)
+    target = (pafs.LocalFileSystem(), str(tmp_path))
+    for _ in range(2):  # a retried task rewrites its own file: no row quarantined twice
+        stats = _settle_block(checked, 7, target)
+    assert [f.name for f in tmp_path.iterdir()] == ["part-00007.parquet"]
+    bad = pq.read_table(tmp_path / "part-00007.parquet")
+    assert bad.column_names == [*CONTRACT.names, "_reject_reason", "_raw", "_warnings"]
+    assert bad.column("_reject_reason").to_pylist() == ["a:type", "a:range", "c:category"]
+    assert [json.loads(r)["a"] for r in bad.column("_raw").to_pylist()] == ["abc", "20", "4"]
+    assert (stats["rows"], stats["rejected"]) == (5, 3)
+    assert stats["reasons"] == {"a:type": 1, "a:range": 1, "c:category": 1}
+    assert stats["warnings"] == {}
+    hashes = checked.column("_row_hash").to_numpy()
+    is_bad = pc.is_valid(checked.column("_reject_reason")).to_numpy(zero_copy_only=False)
+    assert stats["hash_bad"] == int(hashes[is_bad].sum(dtype="uint64"))
+    assert stats["hash_ok"] == int(hashes[~is_bad].sum(dtype="uint64"))
+    # No file for a block without rejects, nor without a quarantine directory.
+    good = checked.filter(pc.is_null(checked.column("_reject_reason")))
+    assert _settle_block(good, 8, target)["rejected"] == 0
+    assert _settle_block(checked, 9, None) == stats
+    assert [f.name for f in tmp_path.iterdir()] == ["part-00007.parquet"]
