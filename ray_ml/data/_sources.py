@@ -39,7 +39,7 @@ import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from ray_ml.data._blocks import map_blocks
+from ray_ml.data._blocks import map_blocks, use_every_cpu
 from ray_ml.data._checks import PARSE_ERROR_COLUMN, RAW_LINE_COLUMN
 from ray_ml.data._contract import ColumnSpec, ColumnType, Contract, Task
 from ray_ml.errors import SourceError
@@ -557,6 +557,10 @@ def read_source(
         columns: Contract columns; CSV/JSON readers read these as text for the check to parse.
         num_blocks: Override Ray Data's read parallelism.
     """
+    return use_every_cpu(_read_source(uri, columns, num_blocks))
+
+
+def _read_source(uri: str, columns: list[str] | None, num_blocks: int | None) -> ray.data.Dataset:
     import ray.data
 
     if uri.startswith("sklearn://"):

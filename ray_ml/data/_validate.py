@@ -150,6 +150,8 @@ def _settle_block(
     One file per block that has rejected rows, named after the block's position: a retried task
     rewrites its own file, so no row is quarantined twice.
     """
+    if table.num_rows == 0:  # a join or union can leave empty blocks without any columns
+        return {"rows": 0, "rejected": 0, "hash_ok": 0, "hash_bad": 0, "reasons": {}, "warnings": {}}
     stats = _block_stats(table)
     if quarantine is not None and stats["rejected"]:
         fs, path = quarantine
