@@ -186,16 +186,17 @@ def _searcher(cfg: RunConfig, space: SearchSpace) -> Any:
         return CostAwareSearcher(
             space, t.metric, str(t.mode), budget_usd=t.budget_usd, seed=cfg.seed
         )
-    import optuna
     from ray.tune.search.optuna import OptunaSearch
+
+    from ray_ml.tune._samplers import NSGAIISampler, TPESampler
 
     if kind == Searcher.optuna_tpe:
         return OptunaSearch(
-            sampler=optuna.samplers.TPESampler(seed=cfg.seed), metric=t.metric, mode=str(t.mode)
+            sampler=TPESampler(seed=cfg.seed), metric=t.metric, mode=str(t.mode)
         )
     if kind == Searcher.optuna_nsga2:  # two objectives: quality and dollars
         return OptunaSearch(
-            sampler=optuna.samplers.NSGAIISampler(seed=cfg.seed),
+            sampler=NSGAIISampler(seed=cfg.seed),
             metric=[t.metric, "cost_usd"],
             mode=[str(t.mode), "min"],
         )
