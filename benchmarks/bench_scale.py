@@ -192,7 +192,31 @@ def growth(sizes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
         "driver_peak_rss_ratio": memory("driver_peak_rss_mb"),
         "workers_peak_rss_ratio": memory("workers_peak_rss_mb"),
         "worker_max_rss_ratio": memory("worker_max_rss_mb"),
+        "linear_fit": linear_fit(sizes),
     }
+
+
+def linear_fit(sizes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Per stage, least squares of seconds = fixed_s + rows / marginal_rows_per_s over the
+    completed sizes (for train, the in-loop epoch seconds): what a stage costs whatever the data,
+    and how fast it goes per extra row. None with fewer than two completed sizes.
+    """
+    import numpy as np
+
+    done = _completed(sizes)
+    if len(done) < 2:
+        return None
+    out: dict[str, Any] = {}
+    for stage in STAGES:
+        rows = np.array([float(r["stages"][stage]["rows"]) for _, r in done])
+        key = "epoch_s" if stage == "train" else "seconds"
+        secs = np.array([float(r["stages"][stage][key]) for _, r in done])
+        slope, fixed = np.polyfit(rows, secs, 1)
+        out[stage] = {
+            "fixed_s": float(fixed),
+            "marginal_rows_per_s": float(1.0 / slope) if slope > 0 else None,
+        }
+    return out
 
 
 def compute_targets(sizes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -543,7 +567,9 @@ def measure_size(run: SizeRun) -> dict[str, Any]:
             mem.stage = "warmup"
             t0 = time.monotonic()
             warm = dataclasses.replace(cfg.data, sources=[str(run.warmup)])
-            prepare_data(warm, cfg.seed, run.work / "warmup-run")
+            warmed = prepare_data(warm, cfg.seed, run.work / "warmup-run")
+            # The workers import the transform path once here, not inside the measured pass.
+            map_blocks(warmed.splits.train, _count_transformed, warmed.preprocessor).sum("n")
             warmup_s = time.monotonic() - t0
             snaps["warmup"] = object_store_stats(handle.address)
             say(f"Ray up in {startup_s:.1f}s, warm-up {warmup_s:.1f}s; data stage")

@@ -45,7 +45,12 @@ def _size(
     return {
         "status": "ok",
         "stages": {
-            stage: {"rows_per_s": rate, "seconds": rows / rate}
+            stage: {
+                "rows": rows,
+                "rows_per_s": rate,
+                "seconds": rows / rate,
+                "epoch_s": rows / rate,
+            }
             for stage, rate in zip(bs.STAGES, rates, strict=True)
         },
         "usd": rows * 1e-9,
@@ -102,6 +107,22 @@ def test_growth_is_the_largest_size_over_the_smallest() -> None:
     assert g["seconds_ratio"]["check"] == pytest.approx(20 * 100 / 90)
     assert g["driver_peak_rss_ratio"] == pytest.approx(1.1)
     assert g["usd_ratio"] == pytest.approx(20.0)
+
+
+def test_linear_fit_splits_a_fixed_cost_from_the_rate_per_row() -> None:
+    # seconds = 3 + rows / 250k for every stage: the fit gives the 3 s and the 250k rows/s back
+    sizes = {}
+    for rows in (1_000_000, 5_000_000, 20_000_000):
+        size = _size(rows, (1.0, 1.0, 1.0), 300.0)
+        for entry in size["stages"].values():
+            entry["seconds"] = entry["epoch_s"] = 3.0 + rows / 250_000
+        sizes[str(rows)] = size
+    fit = bs.linear_fit(sizes)
+    assert fit is not None
+    for stage in bs.STAGES:
+        assert fit[stage]["fixed_s"] == pytest.approx(3.0)
+        assert fit[stage]["marginal_rows_per_s"] == pytest.approx(250_000)
+    assert bs.linear_fit({"1000000": sizes["1000000"]}) is None
 
 
 def test_targets_say_what_was_not_run_and_a_failed_or_resized_20m_misses() -> None:
