@@ -36,6 +36,7 @@ def make_bundle(
     epochs: int = 30,
     broken: bool = False,
     hidden: tuple[int, ...] = (16,),
+    metrics: dict[str, Any] | None = None,
 ) -> Path:
     table: pa.Table = read_sample(f"sklearn://{DATASET}")
     contract = bundled_contract(DATASET)
@@ -69,5 +70,5 @@ def make_bundle(
         preprocessor=pre,
         contract=contract,
         reference_stats=reference_stats(table, contract),
-        metrics={},
+        metrics=metrics or {},
     )

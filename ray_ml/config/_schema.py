@@ -875,6 +875,17 @@ class ServeConfig(_Validated):
             no Python proxy hop) or `proxy` (Serve's Python proxy). Ray Serve reads this when
             its processes start, so it applies to the Ray a serving job starts itself; a
             cluster's head and workers set it in their own environment (`cluster/`).
+        prediction_log: Where each answered request's rows, predictions, model version,
+            latency and request id are logged, as Parquet partitions
+            (`predictions/date=YYYY-MM-DD/part-*.parquet`) under this folder or `pyarrow.fs`
+            URI (`s3://...`); written off the request path. null turns the log off.
+        prediction_log_sample: Fraction of each request's rows the log keeps (0 < f <= 1).
+        feedback_window: Labelled rows per served version over which live quality
+            (`POST /v1/feedback`) is computed: the newest ones.
+        quality_tolerance: How far a live metric may fall below the bundle's test metric
+            (absolute; accuracy, F1, ROC-AUC drop, MAE and RMSE rise) before a quality alert.
+        quality_min_labels: Labelled rows a version needs before it can raise a quality alert.
+        max_feedback_labels: Most labels one `POST /v1/feedback` may carry (more is a 413).
     """
 
     _group = "serve"
@@ -911,6 +922,12 @@ class ServeConfig(_Validated):
     poll_s: float = 1.0
     keep_serving: bool = False
     ingress: ServeIngress = ServeIngress.haproxy
+    prediction_log: str | None = None
+    prediction_log_sample: float = 1.0
+    feedback_window: int = 1000
+    quality_tolerance: float = 0.05
+    quality_min_labels: int = 50
+    max_feedback_labels: int = 10_000
 
     def __post_init__(self) -> None:
         self._non_empty("host")
@@ -967,6 +984,19 @@ class ServeConfig(_Validated):
         self._at_least("drift_window", 10)
         self._positive("drift_psi_threshold")
         self._non_empty("registry_root")
+        if self.prediction_log is not None:
+            self._non_empty("prediction_log")
+        self._require(
+            0.0 < self.prediction_log_sample <= 1.0,
+            "prediction_log_sample",
+            "must be in (0, 1]",
+            "log every row with `serve.prediction_log_sample=1.0`, or turn the log off with "
+            "`serve.prediction_log=null`.",
+        )
+        self._at_least("feedback_window", 1)
+        self._at_least("quality_tolerance", 0.0)
+        self._at_least("quality_min_labels", 1)
+        self._at_least("max_feedback_labels", 1)
 
 
 @dataclass

@@ -11,7 +11,8 @@ small. Both the stable and the canary model are loaded in every replica.
 `ServeState` (one replica) holds what must be shared by all replicas: the routing table (which
 registry version is stable, which is the canary and its percent), the canary judge, the drift
 window and the aggregated Prometheus metrics. Replicas flush small JSON deltas to it every
-`FLUSH_S` seconds and get the routing table back; the state polls the registry aliases every
+`FLUSH_S` seconds (with the predictions they answered, for the feedback join) and get the
+routing table back; the state polls the registry aliases every
 `serve.poll_s`, so `ray-ml registry promote|rollback` changes what is served without a redeploy
 (replicas load the new bundle next to the old one and switch between two requests: no request
 is lost). When the canary judge decides, the state moves the registry aliases itself (promote:
@@ -21,6 +22,19 @@ log and in the replica's log.
 Both deployments receive the typed `ServeSpec` and the model loader from `build_app` (see
 `ray_ml.serve._server`). The token never leaves the driver: replicas get its SHA-256 and compare
 digests in constant time.
+
+The loop after serving: every answer carries a `request_id`; the replica logs the request's rows,
+predictions, version and latency to Parquet under `serve.prediction_log` (`PredictionLog`, off the
+request path). `POST /v1/feedback` takes ground-truth labels for answered rows
+(`{"labels": [{"request_id", "row", "label"}]}`, authenticated like predict); the state joins
+them to the predictions (`LiveQuality`: a 4xx naming the label for an unknown request id, a
+row out of range, a label of the wrong type, a duplicate or too many labels) and keeps live
+quality per version over `serve.feedback_window` labelled rows. A live metric worse than the
+bundle's test metric by more than `serve.quality_tolerance` (once `serve.quality_min_labels`
+labels are in) raises a quality alert in `/v1/models`, `/metrics` and the log, like drift does.
+A request's predictions reach the state with its replica's next flush (every `FLUSH_S`), so the
+state waits up to `FEEDBACK_WAIT_S` for a request id it does not know yet before it answers 422:
+feedback sent the moment an answer arrives, to any replica, is joined.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route signatures at runtime.
@@ -28,9 +42,11 @@ digests in constant time.
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import random
 import time
+import uuid
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,6 +59,8 @@ from ray_ml.serve._canary import CanaryJudge
 from ray_ml.serve._drift import DriftWindow, drift_counts, merge_counts
 from ray_ml.serve._loader import ModelLoader, Slot
 from ray_ml.serve._metrics import CONTENT_TYPE, MetricsDelta, ServeMetrics
+from ray_ml.serve._predlog import PredictionLog
+from ray_ml.serve._quality import LiveQuality, row_predictions
 from ray_ml.serve._routing import ServeSpec, resolve_routing, same_routes
 from ray_ml.serve._validate import RequestError
 
@@ -50,6 +68,8 @@ __all__ = ["ModelServer", "ServeState"]
 
 logger = logging.getLogger("ray.serve")
 FLUSH_S = 0.5  # replica -> state flush period
+FEEDBACK_WAIT_S = 3 * FLUSH_S  # how long feedback waits for its requests' predictions to arrive
+MAX_UNFLUSHED = 100_000  # answered requests a replica keeps for the state while flushes fail
 
 
 # -- the shared state -----------------------------------------------------------------------------
@@ -73,6 +93,10 @@ class ServeState:
         self._reference: dict[str, Any] = {}
         self._deciding = asyncio.Lock()
         self.drift = self._new_drift_window()
+        self.quality: LiveQuality | None = None  # made on the first served predictions
+        self._baselines: dict[str, dict[str, Any]] = {}  # version -> its bundle's test metrics
+        self._alerting: set[str] = set()  # versions whose live quality is alerting now
+        self.quality_alerts: list[dict[str, Any]] = []
         self._poller = asyncio.get_running_loop().create_task(self._poll_registry())
 
     def _new_drift_window(self) -> DriftWindow:
@@ -121,6 +145,9 @@ class ServeState:
                 "canary": (self.routing["canary"] or {}).get("version"),
             },
         )
+        self._remember(delta.get("served") or {})
+        for code, n in (delta.get("feedback_rejected") or {}).items():
+            self.metrics.record_feedback_rejected(int(code), int(n))
         drift = delta["drift"]
         # Counts binned against another reference (the stable version just changed) are dropped.
         if (
@@ -147,6 +174,93 @@ class ServeState:
                 async with self._deciding:  # concurrent flushes see the same final decision
                     await asyncio.to_thread(self._apply, decision)
         return self.routing
+
+    def _remember(self, served: dict[str, Any]) -> None:
+        """Keep the predictions a replica answered, for the join with feedback."""
+        for version, meta in (served.get("meta") or {}).items():
+            self._baselines[version] = dict(meta.get("baseline") or {})
+            if self.quality is None:
+                s = self.spec.config
+                self.quality = LiveQuality(
+                    meta["task"],
+                    meta["classes"],
+                    window_rows=s.feedback_window,
+                    max_labels_per_call=s.max_feedback_labels,
+                )
+        if self.quality is None:
+            return
+        for request_id, version, predictions in served.get("requests") or ():
+            try:
+                self.quality.remember(request_id, version, predictions)
+            except ValueError as exc:  # a prediction the task cannot score: not joinable
+                logger.warning(
+                    "ray_ml serve: request %s not kept for feedback: %s", request_id, exc
+                )
+
+    async def feedback(self, labels: Any) -> dict[str, Any]:
+        """Join feedback labels to served predictions: `{"accepted", "by_version"}`, or
+        `{"status", "error"}` (a 4xx and its body) for bad feedback, which is counted."""
+        deadline = time.monotonic() + FEEDBACK_WAIT_S
+        while True:
+            err: RequestError | None = None
+            if self.quality is None:
+                err = RequestError(
+                    422,
+                    "unknown_request_id",
+                    "no prediction has been answered yet, so no label can be joined; send "
+                    "labels for the `request_id`s of answered /v1/predict calls.",
+                    "labels",
+                )
+            else:
+                try:
+                    result = self.quality.add_feedback(labels)
+                    break
+                except RequestError as exc:
+                    err = exc
+            if err.code == "unknown_request_id" and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)  # a replica's next flush may bring the request
+                continue
+            self.metrics.record_feedback_rejected(err.status)
+            return {"status": err.status, "error": err.to_json()}
+        self.metrics.record_feedback(result.by_version)
+        self._check_quality()
+        return result.to_json()
+
+    def quality_status(self) -> dict[str, Any]:
+        """Each version's live quality against its own bundle's test metrics."""
+        if self.quality is None:
+            return {}
+        s = self.spec.config
+        return {
+            version: self.quality.status(
+                self._baselines.get(version, {}),
+                s.quality_tolerance,
+                s.quality_min_labels,
+                versions=[version],
+            )[version]
+            for version in self.quality.versions
+        }
+
+    def _check_quality(self) -> None:
+        for version, entry in self.quality_status().items():
+            if entry["alert"] and version not in self._alerting:
+                metrics = {m: entry["metrics"][m] for m in entry["alerts"]}
+                self.quality_alerts.append(
+                    {"time": time.time(), "version": version, "metrics": metrics}
+                )
+                logger.warning(
+                    "ray_ml serve QUALITY ALERT: version %s %s over its last %d labelled rows",
+                    version,
+                    ", ".join(
+                        f"{m} {v['value']:.4g} vs test {v['baseline']:.4g}"
+                        for m, v in metrics.items()
+                    ),
+                    entry["n_labels"],
+                )
+            if entry["alert"]:
+                self._alerting.add(version)
+            else:
+                self._alerting.discard(version)
 
     def _apply(self, decision: Any) -> None:
         canary = self.routing["canary"]
@@ -202,6 +316,8 @@ class ServeState:
             "canary_stats": self.judge.stats() if canary else None,
             "canary_decisions": self.decisions,
             "requests": self.metrics.snapshot(),
+            "live_quality": self.quality_status(),
+            "quality_alerts": self.quality_alerts[-100:],
         }
 
     async def drift_report(self) -> dict[str, Any]:
@@ -213,6 +329,7 @@ class ServeState:
 
     async def metrics_text(self) -> bytes:
         self.metrics.set_drift(self.drift.report())
+        self.metrics.set_quality(self.quality_status())
         return self.metrics.render()
 
 
@@ -304,7 +421,20 @@ class ModelServer:
         self._delta = MetricsDelta()
         self._at_model = 0  # requests between validation and their predictions (`_model_call`)
         self._drift: dict[str, Any] = {}
+        self._served: list[tuple[str, str, list[dict[str, Any]]]] = []  # for the feedback join
+        self._feedback_rejected: dict[int, int] = {}  # 4xx answered here (auth, body)
+        c = spec.config
+        self._log = (
+            PredictionLog(c.prediction_log, sample_fraction=c.prediction_log_sample, flush_s=2.0)
+            if c.prediction_log is not None
+            else None
+        )
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    def __del__(self) -> None:  # Serve calls it when the replica stops: write what is buffered
+        log = getattr(self, "_log", None)
+        if log is not None:
+            log.close()
 
     # -- routes -----------------------------------------------------------------------------------
     async def _load_routes(self, routing: dict[str, Any]) -> None:
@@ -330,14 +460,34 @@ class ModelServer:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_S)
-            delta = {"metrics": self._delta.drain(), "drift": self._drift}
-            self._drift = {}
-            try:
-                routing = await self.state.flush.remote(delta)
-                if routing["revision"] != self.routing["revision"]:
-                    await self._load_routes(routing)
-            except Exception as exc:  # the state replica restarting: keep serving
-                logger.warning("ray_ml serve: flush to the state deployment failed: %s", exc)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        served, self._served = self._served, []
+        rejected, self._feedback_rejected = self._feedback_rejected, {}
+        meta = {
+            version: {
+                "task": str(slot.contract.task),
+                "classes": list(slot.contract.classes),
+                "baseline": slot.baseline,
+            }
+            for version, slot in self._slots.items()
+            if slot.contract is not None
+        }
+        delta = {
+            "metrics": self._delta.drain(),
+            "drift": self._drift,
+            "served": {"meta": meta, "requests": served},
+            "feedback_rejected": rejected,
+        }
+        self._drift = {}
+        try:
+            routing = await self.state.flush.remote(delta)
+            if routing["revision"] != self.routing["revision"]:
+                await self._load_routes(routing)
+        except Exception as exc:  # the state replica restarting: keep serving
+            logger.warning("ray_ml serve: flush to the state deployment failed: %s", exc)
+            self._served = (served + self._served)[-MAX_UNFLUSHED:]  # joinable after the restart
 
     def _auth(self, request: Request) -> None:
         if self._digest is None:
@@ -414,7 +564,15 @@ class ModelServer:
                 },
                 status_code=500,
             )
-        self._delta.record_request(slot.version, role, 200, time.perf_counter() - t0)
+        latency_s = time.perf_counter() - t0
+        self._delta.record_request(slot.version, role, 200, latency_s)
+        request_id = uuid.uuid4().hex
+        per_row = row_predictions(result)
+        if slot.contract is not None:
+            self._served.append((request_id, slot.version, per_row))
+            del self._served[:-MAX_UNFLUSHED]
+        if self._log is not None:
+            self._log.record(request_id, slot.version, table, per_row, latency_s * 1000.0)
         self._delta.record_predictions(
             slot.version, [] if result["scores"] is None else result["predictions"]
         )
@@ -428,8 +586,54 @@ class ModelServer:
                 "predictions": result["predictions"],
                 "scores": result["scores"],
                 "model_version": slot.version,
-            }
+                "request_id": request_id,
+            },
+            headers={"X-Request-Id": request_id},
         )
+
+    @app.post("/v1/feedback")
+    async def feedback(self, request: Request) -> Response:
+        try:
+            self._auth(request)
+            body = await self._feedback_body(request)
+        except RequestError as exc:
+            self._feedback_rejected[exc.status] = self._feedback_rejected.get(exc.status, 0) + 1
+            raise
+        await self._flush()  # the predictions this replica answered reach the state first
+        result = await self.state.feedback.remote(body["labels"])
+        if "error" in result:
+            return JSONResponse(result["error"], status_code=result["status"])
+        return JSONResponse(result)
+
+    async def _feedback_body(self, request: Request) -> dict[str, Any]:
+        """The JSON body of a feedback request, `{"labels": [...]}`, within the body limit."""
+        limit = self.spec.config.max_body_bytes
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(
+                    413,
+                    "body_too_large",
+                    f"the body is over serve.max_body_bytes={limit} bytes; send the labels in "
+                    "several requests.",
+                )
+            chunks.append(chunk)
+        try:
+            body = json.loads(b"".join(chunks))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestError(
+                400, "bad_json", f"the body is not valid JSON ({type(exc).__name__}).", None
+            ) from None
+        if not isinstance(body, dict) or "labels" not in body or set(body) != {"labels"}:
+            raise RequestError(
+                422,
+                "invalid_feedback",
+                'the body must be {"labels": [{"request_id": ..., "row": i, "label": ...}]}, '
+                "with no other keys.",
+                "labels",
+            )
+        return body
 
     @app.get("/healthz")
     async def healthz(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ Loaders travel to the replicas by pickle, so they must be importable module-leve
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ray_ml.serve._routing import ServeSpec
@@ -21,12 +21,15 @@ __all__ = ["BundleLoader", "ModelLoader", "Slot"]
 
 @dataclass
 class Slot:
-    """One loaded model version: its predictor, validator and drift reference."""
+    """One loaded model version: its predictor, validator and drift reference, and for live
+    quality its contract (task and classes; None: no feedback for it) and its test metrics."""
 
     version: str
     predictor: Any
     validator: RequestValidator
     reference: dict[str, Any]
+    contract: Any = None
+    baseline: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelLoader(Protocol):
@@ -59,6 +62,8 @@ class BundleLoader:
             predictor=Predictor(bundle, device=spec.device),
             validator=RequestValidator(bundle.contract, spec.limits),
             reference=dict(bundle.reference_stats),
+            contract=bundle.contract,
+            baseline=dict(bundle.metrics.get("test") or {}),
         )
 
     def reference(self, spec: ServeSpec, ref: Any) -> dict[str, Any]:

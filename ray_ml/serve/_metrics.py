@@ -158,6 +158,10 @@ class ServeMetrics:
     * `ray_ml_serve_predictions_total{version, class}`
     * `ray_ml_serve_drift_psi{feature}` and `ray_ml_serve_drift_alert{feature}` (0/1), gauges
       from the latest `set_drift` report; a feature with too few rows has no PSI series.
+    * `ray_ml_serve_feedback_labels_total{version}`: feedback labels joined to predictions
+    * `ray_ml_serve_feedback_rejected_total{code}`: feedback requests answered with a 4xx
+    * `ray_ml_serve_live_quality{version, metric}` and `ray_ml_serve_live_quality_alert{version}`
+      (0/1), gauges from the latest `set_quality` status (`LiveQuality.status`).
     """
 
     def __init__(self) -> None:
@@ -166,6 +170,9 @@ class ServeMetrics:
         self._latency: dict[tuple[str, str], tuple[list[int], float]] = {}
         self._predictions: dict[tuple[str, str], int] = {}
         self._drift: dict[str, tuple[float | None, bool]] = {}
+        self._feedback: dict[str, int] = {}
+        self._feedback_rejected: dict[str, int] = {}
+        self._quality: dict[str, tuple[dict[str, float], bool]] = {}
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_ServeCollector(self))
 
@@ -224,6 +231,33 @@ class ServeMetrics:
         with self._lock:
             self._drift = drift
 
+    def record_feedback(self, by_version: Mapping[str, int]) -> None:
+        """Count feedback labels accepted, per version."""
+        with self._lock:
+            for version, n in by_version.items():
+                self._feedback[str(version)] = self._feedback.get(str(version), 0) + int(n)
+
+    def record_feedback_rejected(self, code: int, n: int = 1) -> None:
+        """Count feedback requests answered with status `code` (a 4xx)."""
+        with self._lock:
+            self._feedback_rejected[str(code)] = self._feedback_rejected.get(str(code), 0) + n
+
+    def set_quality(self, status: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the live-quality gauges with those of a `LiveQuality.status()` result."""
+        quality = {
+            str(version): (
+                {
+                    name: float(m["value"])
+                    for name, m in entry.get("metrics", {}).items()
+                    if m.get("value") is not None
+                },
+                bool(entry.get("alert")),
+            )
+            for version, entry in status.items()
+        }
+        with self._lock:
+            self._quality = quality
+
     def render(self) -> bytes:
         """The Prometheus text exposition of all series (serve with `CONTENT_TYPE`)."""
         return generate_latest(self._registry)
@@ -259,10 +293,15 @@ class ServeMetrics:
                 r["mean_latency_s"] = total / count if count else None
             for (v, cls), n in sorted(self._predictions.items()):
                 version(v)["predictions"][cls] = n
+            feedback = {
+                "labels": dict(sorted(self._feedback.items())),
+                "rejected": dict(sorted(self._feedback_rejected.items())),
+            }
         return {
             "requests": sum(e["requests"] for e in versions.values()),
             "errors": sum(e["errors"] for e in versions.values()),
             "versions": versions,
+            "feedback": feedback,
         }
 
     def _families(self) -> Iterator[Metric]:
@@ -271,6 +310,9 @@ class ServeMetrics:
             latency = sorted(self._latency.items())
             predictions = sorted(self._predictions.items())
             drift = sorted(self._drift.items())
+            feedback = sorted(self._feedback.items())
+            rejected = sorted(self._feedback_rejected.items())
+            quality = sorted(self._quality.items())
         req = CounterMetricFamily(
             "ray_ml_serve_requests", "Requests answered.", labels=["version", "role", "code"]
         )
@@ -319,6 +361,38 @@ class ServeMetrics:
             alert.add_metric([name], 1.0 if drifted else 0.0)
         yield psi
         yield alert
+        labels = CounterMetricFamily(
+            "ray_ml_serve_feedback_labels",
+            "Feedback labels joined to logged predictions.",
+            labels=["version"],
+        )
+        for v, n in feedback:
+            labels.add_metric([v], n)
+        yield labels
+        bad = CounterMetricFamily(
+            "ray_ml_serve_feedback_rejected",
+            "Feedback requests answered with a 4xx.",
+            labels=["code"],
+        )
+        for code, n in rejected:
+            bad.add_metric([code], n)
+        yield bad
+        live = GaugeMetricFamily(
+            "ray_ml_serve_live_quality",
+            "A metric of the version's predictions against feedback labels, over its window.",
+            labels=["version", "metric"],
+        )
+        live_alert = GaugeMetricFamily(
+            "ray_ml_serve_live_quality_alert",
+            "1 while the version's live quality is below its test metrics beyond the tolerance.",
+            labels=["version"],
+        )
+        for v, (values, flagged) in quality:
+            for name, value in sorted(values.items()):
+                live.add_metric([v, name], value)
+            live_alert.add_metric([v], 1.0 if flagged else 0.0)
+        yield live
+        yield live_alert
 
 
 class _ServeCollector(Collector):

@@ -90,6 +90,9 @@ def serve_spec(cfg: RunConfig, token: str | None) -> ServeSpec:
     s = cfg.serve
     if s.bundle is not None:
         s = dataclasses.replace(s, bundle=str(Path(s.bundle).resolve()))
+    if s.prediction_log is not None and "://" not in s.prediction_log:
+        # replicas run in other processes (and folders): a local log path is made absolute
+        s = dataclasses.replace(s, prediction_log=str(Path(s.prediction_log).resolve()))
     return ServeSpec(
         config=s,
         model=s.model or cfg.name,

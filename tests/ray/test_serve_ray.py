@@ -28,11 +28,14 @@ from tests._ray_head import free_port, until
 
 TOKEN = "test-token-6f1d0c9a2b"
 MODEL = "bc"
+BASELINE = {"accuracy": 0.9, "f1": 0.9, "roc_auc": 0.95}  # v1's test metrics (the bundle's)
+TOLERANCE, MIN_LABELS, MAX_LABELS = 0.05, 30, 100
 
 
 class App:
-    def __init__(self, url: str, registry: Registry, bundles: dict[str, Path]) -> None:
+    def __init__(self, url: str, registry: Registry, bundles: dict[str, Path], root: Path) -> None:
         self.url = url
+        self.root = root
         self.registry = registry
         self.bundles = bundles
         self.http = requests.Session()
@@ -42,6 +45,11 @@ class App:
         data = body if isinstance(body, (bytes, str)) else json.dumps(body)
         h = {"Content-Type": "application/json", **self.auth, **(headers or {})}
         return self.http.post(f"{self.url}/v1/predict", data=data, headers=h, timeout=30)
+
+    def feedback(self, body: Any, headers: dict[str, str] | None = None) -> requests.Response:
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        h = {"Content-Type": "application/json", **self.auth, **(headers or {})}
+        return self.http.post(f"{self.url}/v1/feedback", data=data, headers=h, timeout=30)
 
     def get(self, path: str) -> requests.Response:
         return self.http.get(f"{self.url}{path}", headers=self.auth, timeout=30)
@@ -65,7 +73,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
 
     root = tmp_path_factory.mktemp("serve")
     bundles = {
-        "good": make_bundle(root / "b1", seed=0),
+        "good": make_bundle(root / "b1", seed=0, metrics={"test": BASELINE}),
         "good2": make_bundle(root / "b2", seed=1, epochs=40),
         "broken": make_bundle(root / "b3", broken=True),
     }
@@ -89,11 +97,14 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
             "serve.canary_max_latency_ratio=50",  # latency on a loaded 2-core box is noise
             "serve.max_rows_per_request=300",
             "serve.max_body_bytes=400000",
+            f"serve.quality_tolerance={TOLERANCE}",
+            f"serve.quality_min_labels={MIN_LABELS}",
+            f"serve.max_feedback_labels={MAX_LABELS}",
         ],
     )
     info = deploy(cfg, token=TOKEN)
     assert info["stable"] == "1" and info["canary"] is None
-    yield App(info["url"], registry, bundles)
+    yield App(info["url"], registry, bundles, root)
     serve.delete(cfg.serve.app_name)
     serve.shutdown()
 
@@ -296,6 +307,169 @@ def test_models_and_metrics(app: App) -> None:
     samples = until(counted, timeout_s=15)
     assert any(k.startswith("ray_ml_serve_predictions_total") for k in samples)
     assert any(k.startswith("ray_ml_serve_request_latency_seconds_bucket") for k in samples)
+
+
+def _samples(app: App) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(app.get("/metrics").text):
+        for s in fam.samples:
+            out[s.name + json.dumps(s.labels, sort_keys=True)] = s.value
+    return out
+
+
+def test_feedback_gives_live_quality_equal_to_sklearns_and_alerts_when_it_drops(app: App) -> None:
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+    from ray_ml.serve import read_predictions
+
+    batch = rows(80, offset=300)
+    answers = []
+    for i in range(0, 80, 20):
+        resp = app.predict({"rows": batch[i : i + 20]})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert resp.headers["X-Request-Id"] == body["request_id"]
+        answers.append(body)
+    ids = [a["request_id"] for a in answers]
+    assert len(set(ids)) == 4 and {a["model_version"] for a in answers} == {"1"}
+
+    # True labels for the first 40 rows, sent at once (to either replica): all joined.
+    truth = [r["target"] for r in batch]
+    first = [{"request_id": ids[i // 20], "row": i % 20, "label": truth[i]} for i in range(40)]
+    resp = app.feedback({"labels": first})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["accepted"] == 40 and resp.json()["by_version"] == {"1": 40}
+
+    pred = [p for a in answers for p in a["predictions"]]
+    prob = [s[1] for a in answers for s in a["scores"]]
+
+    def expected(n: int, labels: list[int]) -> dict[str, float]:
+        return {
+            "accuracy": accuracy_score(labels[:n], pred[:n]),
+            "f1": f1_score(labels[:n], pred[:n]),
+            "roc_auc": roc_auc_score(labels[:n], prob[:n]),
+        }
+
+    live = app.get("/v1/models").json()["live_quality"]["1"]
+    assert live["n_labels"] == 40
+    want = expected(40, truth)
+    for name, value in want.items():
+        assert live["metrics"][name]["value"] == pytest.approx(value)
+    # the documented rule, on sklearn's numbers: worse than the test metric by > the tolerance
+    assert live["alert"] == any(BASELINE[m] - v > TOLERANCE for m, v in want.items())
+
+    # Then the world shifts: the next 40 rows' labels are the opposite of the truth.
+    flipped = truth[:40] + [1 - t for t in truth[40:]]
+    second = [
+        {"request_id": ids[i // 20], "row": i % 20, "label": flipped[i]} for i in range(40, 80)
+    ]
+    assert app.feedback({"labels": second}).status_code == 200
+    models = app.get("/v1/models").json()
+    live = models["live_quality"]["1"]
+    want = expected(80, flipped)
+    assert live["n_labels"] == 80
+    assert live["metrics"]["accuracy"]["value"] == pytest.approx(want["accuracy"])
+    assert want["accuracy"] < BASELINE["accuracy"] - TOLERANCE  # the shift is real
+    assert live["alert"] is True and "accuracy" in live["alerts"]
+    assert any(a["version"] == "1" and "accuracy" in a["metrics"] for a in models["quality_alerts"])
+    samples = _samples(app)
+    assert samples['ray_ml_serve_live_quality_alert{"version": "1"}'] == 1.0
+    assert samples[
+        'ray_ml_serve_live_quality{"metric": "accuracy", "version": "1"}'
+    ] == pytest.approx(want["accuracy"])
+    assert samples['ray_ml_serve_feedback_labels_total{"version": "1"}'] >= 80
+
+    # Every answered row is in the prediction log (Parquet under the run's storage).
+    log_root = app.root / MODEL / "serve"  # serve.prediction_log: ${storage_path}/${name}/serve
+
+    def logged() -> Any:
+        table = read_predictions(str(log_root))
+        mine = [r for r in table.to_pylist() if r["request_id"] in ids]
+        return mine if len(mine) == 80 else None
+
+    mine = until(logged, timeout_s=20)
+    by_request = {
+        rid: sorted((r for r in mine if r["request_id"] == rid), key=lambda r: r["row"])
+        for rid in ids
+    }
+    for answer in answers:
+        logged_rows = by_request[answer["request_id"]]
+        assert [json.loads(r["prediction_json"])["prediction"] for r in logged_rows] == answer[
+            "predictions"
+        ]
+        assert {r["version"] for r in logged_rows} == {"1"}
+        assert all(r["latency_ms"] > 0 for r in logged_rows)
+    assert json.loads(by_request[ids[0]][3]["row_json"])["mean radius"] == pytest.approx(
+        batch[3]["mean radius"]
+    )
+
+
+def test_bad_feedback_is_4xx_naming_the_problem_and_counted_never_5xx(app: App) -> None:
+    answer = app.predict({"rows": rows(5)}).json()
+    rid = answer["request_id"]
+    cases = [
+        (
+            {"labels": [{"request_id": "f" * 32, "row": 0, "label": 1}]},
+            None,
+            422,
+            "unknown_request_id",
+        ),
+        ({"labels": [{"request_id": rid, "row": 5, "label": 1}]}, None, 422, "row_out_of_range"),
+        ({"labels": [{"request_id": rid, "row": 0, "label": "maybe"}]}, None, 422, "bad_label"),
+        ({"labels": [{"request_id": rid, "row": 0, "label": 1.5}]}, None, 422, "bad_label"),
+        (
+            {"labels": [{"request_id": rid, "row": 0, "label": 1}] * 2},
+            None,
+            409,
+            "duplicate_feedback",
+        ),
+        (
+            {"labels": [{"request_id": rid, "row": 0, "label": 1}] * (MAX_LABELS + 1)},
+            None,
+            413,
+            "too_many_labels",
+        ),
+        ({"labels": []}, None, 422, "invalid_feedback"),
+        ({"rows": []}, None, 422, "invalid_feedback"),
+        ("{not json", None, 400, "bad_json"),
+        (
+            {"labels": [{"request_id": rid, "row": 0, "label": 1}]},
+            {"Authorization": ""},
+            401,
+            "unauthorized",
+        ),
+        (
+            {"labels": [{"request_id": rid, "row": 0, "label": 1}]},
+            {"Authorization": "Bearer x"},
+            403,
+            "forbidden",
+        ),
+    ]
+    for body, headers, status, code in cases:
+        resp = app.feedback(body, headers)
+        assert resp.status_code == status, (body if not isinstance(body, dict) else code, resp.text)
+        assert resp.json()["error"] == code and resp.json()["message"]
+    # none of those took a label: the row can still be labelled once, and only once
+    ok = app.feedback({"labels": [{"request_id": rid, "row": 0, "label": 1}]})
+    assert ok.status_code == 200 and ok.json()["accepted"] == 1
+    again = app.feedback({"labels": [{"request_id": rid, "row": 0, "label": 1}]})
+    assert again.status_code == 409
+
+    def rejected() -> dict[str, float] | None:
+        got = {
+            code: sum(
+                v
+                for k, v in _samples(app).items()
+                if k.startswith("ray_ml_serve_feedback_rejected_total") and f'"code": "{code}"' in k
+            )
+            for code in ("400", "401", "403", "409", "413", "422")
+        }
+        want = {"400": 1, "401": 1, "403": 1, "409": 2, "413": 1, "422": 6}
+        return got if all(got[c] >= n for c, n in want.items()) else None
+
+    until(rejected, timeout_s=15)
 
 
 def test_drift_is_flagged_for_a_shifted_input_and_not_for_an_unshifted_one(app: App) -> None:

@@ -9,6 +9,7 @@ import contextlib
 import json
 import pickle
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,7 +63,10 @@ class FakeLoader:
 
 
 def _cfg(*overrides: str) -> Any:
-    return load_config("serve", ["serve.bundle=/tmp/models/toy", *overrides])
+    # no prediction log unless a test asks for one (where it points it at its tmp_path)
+    return load_config(
+        "serve", ["serve.bundle=/tmp/models/toy", "serve.prediction_log=null", *overrides]
+    )
 
 
 def test_replicas_get_the_typed_config_plus_derived_fields() -> None:
@@ -129,7 +133,7 @@ class _StateHandle:
     """What `ModelServer` calls on its state deployment, bound to an in-process ServeState."""
 
     def __init__(self, state: Any) -> None:
-        for name in ("flush", "models", "drift_report", "metrics_text"):
+        for name in ("flush", "models", "drift_report", "metrics_text", "feedback"):
             setattr(self, name, _Remote(getattr(state, name)))
 
 
@@ -172,9 +176,11 @@ def _plain(deployment: Any) -> Any:
     return [c for c in deployment.func_or_class.__mro__ if c.__module__ == "ray_ml.serve._app"][-1]
 
 
-def test_one_request_path_through_both_classes() -> None:
+def test_one_request_path_through_both_classes(tmp_path: Path) -> None:
+    from ray_ml.serve import read_predictions
+
     loader = FakeLoader()
-    cfg = _cfg("serve.max_body_bytes=2048")
+    cfg = _cfg("serve.max_body_bytes=2048", f"serve.prediction_log={tmp_path / 'log'}")
     spec = serve_spec(cfg, TOKEN)
     _, routing = build_app(cfg, token=TOKEN, loader=loader)
 
@@ -199,13 +205,21 @@ def test_one_request_path_through_both_classes() -> None:
             out["models"] = await state.models()
             out["drift"] = await state.drift_report()
             out["metrics"] = (await state.metrics_text()).decode()
+            server._log.flush()
         return out
 
     out = asyncio.run(scenario())
-    assert out["ok"] == (
-        200,
-        {"predictions": [1.0, 3.0], "scores": None, "model_version": "bundle:toy"},
-    )
+    status, body = out["ok"]
+    request_id = body.pop("request_id")
+    assert status == 200 and len(request_id) == 32 and int(request_id, 16) >= 0
+    assert body == {"predictions": [1.0, 3.0], "scores": None, "model_version": "bundle:toy"}
+    logged = read_predictions(str(tmp_path / "log")).to_pylist()
+    assert [(r["request_id"], r["row"], r["version"]) for r in logged] == [
+        (request_id, 0, "bundle:toy"),
+        (request_id, 1, "bundle:toy"),
+    ]
+    assert [json.loads(r["row_json"])["x"] for r in logged] == [0.5, 1.5]
+    assert [json.loads(r["prediction_json"])["prediction"] for r in logged] == [1.0, 3.0]
     declared, streamed = out["413"]
     assert (
         (declared.status, declared.code)
@@ -224,6 +238,62 @@ def test_one_request_path_through_both_classes() -> None:
         in out["metrics"]
     )
     assert loader.loaded == ["bundle:toy", "bundle:toy"]  # the builder's check, then the replica
+
+
+class _JudgedLoader(FakeLoader):
+    """FakeLoader whose versions carry their contract and test metrics: feedback is joined."""
+
+    def load(self, spec: ServeSpec, route: Mapping[str, Any]) -> Slot:
+        slot = super().load(spec, route)
+        slot.contract, slot.baseline = CONTRACT, {"mae": 0.1, "rmse": 0.1, "r2": 0.9}
+        return slot
+
+
+def test_feedback_sent_before_the_flush_is_joined_and_scored_like_sklearn() -> None:
+    from sklearn.metrics import mean_absolute_error, root_mean_squared_error
+
+    loader = _JudgedLoader()
+    cfg = _cfg("serve.quality_min_labels=3", "serve.quality_tolerance=0.05")
+    spec = serve_spec(cfg, TOKEN)
+    _, routing = build_app(cfg, token=TOKEN, loader=loader)
+    truth = [1.0, 2.0, 4.0]
+
+    async def scenario() -> dict[str, Any]:
+        async with _running(spec, routing, loader) as (state, server):
+            ok = await server.predict(
+                _request(json.dumps({"rows": [{"x": 0.5}, {"x": 1.5}, {"x": 2.0}]}).encode())
+            )
+            rid = json.loads(ok.body)["request_id"]
+            labels = [{"request_id": rid, "row": i, "label": y} for i, y in enumerate(truth)]
+            # straight to the state, before any replica flush: it waits for the predictions
+            joined = await state.feedback(labels)
+            other = await server.predict(_request(json.dumps({"rows": [{"x": 0.1}]}).encode()))
+            rid = json.loads(other.body)["request_id"]
+            bad = await server.feedback(
+                _request(
+                    json.dumps({"labels": [{"request_id": rid, "row": 0, "label": "a"}]}).encode()
+                )
+            )
+            return {
+                "joined": joined,
+                "bad": (bad.status_code, json.loads(bad.body)),
+                "models": await state.models(),
+                "metrics": (await state.metrics_text()).decode(),
+            }
+
+    out = asyncio.run(scenario())
+    assert out["joined"]["accepted"] == 3
+    predicted = [1.0, 3.0, 4.0]  # the doubler's answers
+    live = out["models"]["live_quality"]["bundle:toy"]
+    assert live["metrics"]["mae"]["value"] == pytest.approx(mean_absolute_error(truth, predicted))
+    assert live["metrics"]["rmse"]["value"] == pytest.approx(
+        root_mean_squared_error(truth, predicted)
+    )
+    assert live["alert"] is True and set(live["alerts"]) == {"mae", "rmse"}  # 0.33 / 0.58 vs 0.1
+    assert out["models"]["quality_alerts"][0]["version"] == "bundle:toy"
+    assert out["bad"][0] == 422 and out["bad"][1]["error"] == "bad_label"
+    assert 'ray_ml_serve_live_quality_alert{version="bundle:toy"} 1.0' in out["metrics"]
+    assert 'ray_ml_serve_feedback_rejected_total{code="422"} 1.0' in out["metrics"]
 
 
 class _Recorder(_Doubler):
