@@ -587,8 +587,7 @@ class ModelServer:
                 "scores": result["scores"],
                 "model_version": slot.version,
                 "request_id": request_id,
-            },
-            headers={"X-Request-Id": request_id},
+            }
         )
 
     @app.post("/v1/feedback")
