@@ -550,7 +550,12 @@ def test_merge_rejects_a_malformed_delta() -> None:
         state.merge({"requests": [{"version": "1"}]})
     with pytest.raises(ValueError, match="buckets"):
         state.merge({"latency": [{"version": "1", "role": "stable", "buckets": [1], "sum": 0.1}]})
-    assert state.snapshot() == {"requests": 0, "errors": 0, "versions": {}}
+    assert state.snapshot() == {
+        "requests": 0,
+        "errors": 0,
+        "versions": {},
+        "feedback": {"labels": {}, "rejected": {}},
+    }
     assert math.isfinite(len(state.render()))
 
 
