@@ -361,22 +361,18 @@ class ServeMetrics:
             alert.add_metric([name], 1.0 if drifted else 0.0)
         yield psi
         yield alert
-        labels = CounterMetricFamily(
+        yield _counter(
             "ray_ml_serve_feedback_labels",
             "Feedback labels joined to logged predictions.",
-            labels=["version"],
+            "version",
+            feedback,
         )
-        for v, n in feedback:
-            labels.add_metric([v], n)
-        yield labels
-        bad = CounterMetricFamily(
+        yield _counter(
             "ray_ml_serve_feedback_rejected",
             "Feedback requests answered with a 4xx.",
-            labels=["code"],
+            "code",
+            rejected,
         )
-        for code, n in rejected:
-            bad.add_metric([code], n)
-        yield bad
         live = GaugeMetricFamily(
             "ray_ml_serve_live_quality",
             "A metric of the version's predictions against feedback labels, over its window.",
@@ -393,6 +389,14 @@ class ServeMetrics:
             live_alert.add_metric([v], 1.0 if flagged else 0.0)
         yield live
         yield live_alert
+
+
+def _counter(name: str, doc: str, label: str, counts: list[tuple[str, int]]) -> Metric:
+    """A counter family with one label, a sample per `(label value, count)`."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for value, n in counts:
+        family.add_metric([value], n)
+    return family
 
 
 class _ServeCollector(Collector):
