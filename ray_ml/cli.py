@@ -256,6 +256,19 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    from ray_ml._entry import with_console
+    from ray_ml.config import load_config
+    from ray_ml.monitor import run_monitor_job
+
+    overrides = list(args.overrides)
+    if args.once:
+        overrides.append("monitor.max_ticks=1")
+    cfg = load_config("monitor", overrides)
+    _emit(with_console(cfg, run_monitor_job))
+    return 0
+
+
 # -- cluster ----------------------------------------------------------------------------------------
 def _cluster(args: argparse.Namespace) -> int:
     from ray_ml.cluster import (
@@ -472,6 +485,17 @@ def _build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="Hydra overrides, e.g. name=demo serve.port=8080"
     )
     serve.set_defaults(func=_serve)
+
+    monitor = verbs.add_parser(
+        "monitor",
+        help="watch a served model and its data; retrain on a trigger, canary the winner "
+        "(same config as python -m jobs.monitor)",
+    )
+    monitor.add_argument("--once", action="store_true", help="one tick, then exit")
+    monitor.add_argument(
+        "overrides", nargs="*", help="Hydra overrides, e.g. experiment=demo monitor.poll_s=10"
+    )
+    monitor.set_defaults(func=_monitor)
 
     report = verbs.add_parser(
         "report", help="write an experiment's HTML report (plots inline) and report.json"

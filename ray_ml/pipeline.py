@@ -27,11 +27,10 @@ import dataclasses
 import hashlib
 import json
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ray_ml._http import http_json
 from ray_ml.config import RunConfig, run_config_to_dict
 from ray_ml.console import current_console, usd
 from ray_ml.errors import RayMLError
@@ -100,22 +99,9 @@ def _smoke_rows(prepared: Any, n: int = 5) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
 
 
-def _http(url: str, token: str | None, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
 def _smoke(url: str, token: str | None, rows: list[dict[str, Any]]) -> dict[str, Any]:
     t0 = time.perf_counter()
-    status, answer = _http(f"{url}/v1/predict", token, {"rows": rows})
+    status, answer = http_json(f"{url}/v1/predict", token, {"rows": rows})
     latency_ms = (time.perf_counter() - t0) * 1000.0
     if status != 200:
         raise RayMLError(
@@ -255,7 +241,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
         serve_dir = run_dir / "serve"
         serve_dir.mkdir(parents=True, exist_ok=True)
         time.sleep(1.0)  # one flush period of the replicas' monitors
-        status, drift = _http(f"{info['url']}/v1/drift", token)
+        status, drift = http_json(f"{info['url']}/v1/drift", token)
         if status == 200:
             (serve_dir / "drift.json").write_text(json.dumps(drift, indent=2))
         state.mark("smoke", smoke)

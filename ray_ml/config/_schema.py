@@ -53,6 +53,8 @@ __all__ = [
     "Searcher",
     "ServeConfig",
     "SortMode",
+    "MonitorConfig",
+    "MonitorTrigger",
     "TrackingConfig",
     "TrackingKind",
     "TrainConfig",
@@ -886,6 +888,13 @@ class ServeConfig(_Validated):
             (absolute; accuracy, F1, ROC-AUC drop, MAE and RMSE rise) before a quality alert.
         quality_min_labels: Labelled rows a version needs before it can raise a quality alert.
         max_feedback_labels: Most labels one `POST /v1/feedback` may carry (more is a 413).
+        canary_min_labels: Feedback labels both the canary and the stable version need (on
+            requests answered since the canary started) before the canary is judged; 0 judges
+            on errors and latency alone once `canary_min_requests` are in, and on live quality
+            too when both already have `quality_min_labels` labels.
+        canary_max_quality_drop: How much worse than the stable version the canary's live
+            primary metric (accuracy; RMSE for regression) may be, on the same window, before
+            it is rolled back.
     """
 
     _group = "serve"
@@ -928,6 +937,8 @@ class ServeConfig(_Validated):
     quality_tolerance: float = 0.05
     quality_min_labels: int = 50
     max_feedback_labels: int = 10_000
+    canary_min_labels: int = 0
+    canary_max_quality_drop: float = 0.02
 
     def __post_init__(self) -> None:
         self._non_empty("host")
@@ -997,6 +1008,8 @@ class ServeConfig(_Validated):
         self._at_least("quality_tolerance", 0.0)
         self._at_least("quality_min_labels", 1)
         self._at_least("max_feedback_labels", 1)
+        self._at_least("canary_min_labels", 0)
+        self._at_least("canary_max_quality_drop", 0.0)
 
 
 @dataclass
@@ -1081,6 +1094,77 @@ class TrackingConfig(_Validated):
         )
 
 
+class MonitorTrigger(StrEnum):
+    drift = "drift"  # a drift alert of the Serve app
+    quality = "quality"  # a live-quality alert of the Serve app
+    new_data = "new_data"  # `monitor.new_data_rows` rows landed since the last retrain
+    schedule = "schedule"  # `monitor.schedule_s` seconds since the last retrain
+
+
+@dataclass
+class MonitorConfig(_Validated):
+    """The loop after serving: watch the app and the data, retrain, canary (`jobs.monitor`).
+
+    Attributes:
+        serve_url: The Serve app's base URL; null: `http://{serve.host}:{serve.port}`.
+        poll_s: Seconds between two ticks (one look at the app, the data and the canary).
+        max_ticks: Stop after this many ticks; null runs until Ctrl-C (`1`: one tick, for cron
+            or a Ray job on a schedule).
+        triggers: What retrains: `drift`, `quality`, `new_data`, `schedule` (the last only with
+            `schedule_s`).
+        new_data_rows: Rows that passed the contract in partitions landed since the last
+            retrain before `new_data` triggers.
+        schedule_s: Retrain at least this often (seconds); null: no schedule.
+        retrain_budget_usd: Budget of one retrain's sweep (`tune.budget_usd` of the retrain).
+        monthly_budget_usd: Most retraining dollars per calendar month (UTC); a trigger that
+            finds it spent is skipped, and said so in the ledger.
+        retrain_num_samples: Trials of a retrain's sweep; null: `tune.num_samples`.
+        warm_start: The previous sweep's best configs tried first (0: none).
+        train_partitions: Train on the newest this many partitions of the file sources; null:
+            on all of them.
+    """
+
+    _group = "monitor"
+
+    serve_url: str | None = None
+    poll_s: float = 30.0
+    max_ticks: int | None = None
+    triggers: list[MonitorTrigger] = field(
+        default_factory=lambda: [
+            MonitorTrigger.drift,
+            MonitorTrigger.quality,
+            MonitorTrigger.new_data,
+            MonitorTrigger.schedule,
+        ]
+    )
+    new_data_rows: int = 1000
+    schedule_s: float | None = None
+    retrain_budget_usd: float = 1.0
+    monthly_budget_usd: float = 20.0
+    retrain_num_samples: int | None = None
+    warm_start: int = 3
+    train_partitions: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.serve_url is not None:
+            self._require(
+                isinstance(self.serve_url, str)
+                and self.serve_url.startswith(("http://", "https://")),
+                "serve_url",
+                "must be null or an http(s):// URL",
+                "set `monitor.serve_url=http://HOST:PORT` (the Serve app), or null.",
+            )
+        self._positive("poll_s")
+        self._optional_at_least("max_ticks", 1)
+        self._at_least("new_data_rows", 1)
+        self._optional_positive("schedule_s")
+        self._positive("retrain_budget_usd")
+        self._at_least("monthly_budget_usd", 0.0)
+        self._optional_at_least("retrain_num_samples", 1)
+        self._at_least("warm_start", 0)
+        self._optional_at_least("train_partitions", 1)
+
+
 # --------------------------------------------------------------------------------------- run
 @dataclass
 class RunConfig(_Validated):
@@ -1099,6 +1183,7 @@ class RunConfig(_Validated):
         serve: Serving group.
         cluster: Ray cluster group.
         tracking: Experiment-tracking group.
+        monitor: The loop after serving (`python -m jobs.monitor`).
         verbose: Ray's, Tune's and Train's own output on the console too (by default it goes
             to `<storage_path>/<name>/logs/` only; `ray_ml.console`).
     """
@@ -1115,6 +1200,7 @@ class RunConfig(_Validated):
     serve: ServeConfig = field(default_factory=ServeConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -1168,6 +1254,7 @@ _GROUPS: dict[str, type] = {
     "serve": ServeConfig,
     "cluster": ClusterConfig,
     "tracking": TrackingConfig,
+    "monitor": MonitorConfig,
 }
 
 

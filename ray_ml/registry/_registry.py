@@ -230,6 +230,7 @@ class Registry:
         *,
         aliases: Iterable[str] = (),
         reason: str = "",
+        lineage: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
         """Copy a verified bundle into the registry as the next version of `model_name`.
 
@@ -243,6 +244,9 @@ class Registry:
             aliases: Aliases to point at the new version (e.g. `["candidate"]`), each recorded
                 as a `set_alias` audit entry.
             reason: Free text kept in the version record and the audit log.
+            lineage: More lineage for the version record, next to the bundle's own (data
+                fingerprint, git commit, cost): e.g. the monitor's trigger and the data
+                partitions a retrain read. JSON-able values.
 
         Returns:
             The new version.
@@ -286,7 +290,10 @@ class Registry:
             "manifest_checksum": str(bundle.manifest.get("checksum")),
             "bundle_created_at": bundle.manifest.get("created_at"),
             "metrics": _metrics_summary(bundle.metrics),
-            "lineage": {key: bundle.manifest.get(key) for key in _LINEAGE_KEYS},
+            "lineage": {
+                **{key: bundle.manifest.get(key) for key in _LINEAGE_KEYS},
+                **dict(lineage or {}),
+            },
             "files": files,
         }
         n = self._store.publish(_NewVersion(self, name, source, record))

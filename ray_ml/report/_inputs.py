@@ -42,6 +42,9 @@ _FIXED = (
     "checkpoint",
 )
 _SUMMARY_BEST_KEYS = ("trial_id", "config", "rule")
+# What the monitor (`python -m jobs.monitor`) writes in its ledger.json.
+MONITOR_LEDGER_FORMAT = "ray_ml.monitor.ledger"
+MONITOR_LEDGER_VERSION = 1
 
 
 @dataclass
@@ -99,6 +102,11 @@ class Experiment:
         prior_usd: Dollars billed before a resumed sweep's current run.
         events: Per trial id, Tune's result.json reports sorted by training_iteration.
         drift: `<name>/serve/drift.json`, or None.
+        monitor_ledger: `<name>/monitor/ledger.json` (partitions, triggers, retrains, spend),
+            or None when missing or unreadable.
+        monitor_history: `<name>/monitor/history.jsonl`, one dict per readable line (one per
+            monitor tick) in file order, or None when missing or unreadable.
+        monitor_skipped_lines: Lines of history.jsonl that were not a JSON object.
         sources: Input name -> path of each input that was read.
         problems: Input name -> why it is not available (missing or unreadable).
         notes: Things worth telling the reader (skipped lines, stale trial folders).
@@ -115,6 +123,9 @@ class Experiment:
     prior_usd: float = 0.0
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     drift: dict[str, Any] | None = None
+    monitor_ledger: dict[str, Any] | None = None
+    monitor_history: list[dict[str, Any]] | None = None
+    monitor_skipped_lines: int = 0
     sources: dict[str, str] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -126,6 +137,10 @@ class Experiment:
     @property
     def tune_dir(self) -> Path:
         return self.storage / "tune" / f"{self.name}-sweep"
+
+    @property
+    def monitor_dir(self) -> Path:
+        return self.storage / self.name / "monitor"
 
     @property
     def has_sweep(self) -> bool:
@@ -312,6 +327,58 @@ def _read_events(exp: Experiment, known: set[str]) -> None:
         )
 
 
+# ------------------------------------------------------------------------------ monitor
+def _read_monitor(exp: Experiment) -> None:
+    """The monitor's ledger.json and history.jsonl; each is None when missing or unreadable."""
+    path = exp.monitor_dir / "ledger.json"
+    ledger = _read_json(path, "monitor_ledger", exp)
+    if ledger is not None:
+        found = ledger.get("format")
+        if found is not None and found != MONITOR_LEDGER_FORMAT:
+            exp.problems["monitor_ledger"] = (
+                f"{path} could not be read (format {found!r}, not {MONITOR_LEDGER_FORMAT!r})"
+            )
+            del exp.sources["monitor_ledger"]
+            ledger = None
+        else:
+            version = _integer(ledger.get("format_version"))
+            if version is not None and version > MONITOR_LEDGER_VERSION:
+                exp.notes.append(
+                    f"{path} has format_version {version}; this report reads version "
+                    f"{MONITOR_LEDGER_VERSION} and may miss newer fields"
+                )
+    exp.monitor_ledger = ledger
+
+    path = exp.monitor_dir / "history.jsonl"
+    if not path.is_file():
+        exp.problems["monitor_history"] = f"{path} does not exist"
+        return
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        exp.problems["monitor_history"] = f"{path} could not be read ({type(exc).__name__}: {exc})"
+        return
+    history: list[dict[str, Any]] = []
+    bad = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            tick = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1  # a monitor killed mid-write leaves half a line
+            continue
+        if isinstance(tick, dict):
+            history.append(tick)
+        else:
+            bad += 1
+    exp.monitor_history = history
+    exp.monitor_skipped_lines = bad
+    exp.sources["monitor_history"] = f"{path} ({len(history)} lines)"
+    if bad:
+        exp.notes.append(f"{bad} unreadable line(s) in {path} skipped")
+
+
 # ------------------------------------------------------------------------------- loader
 def load_experiment(storage_path: str | Path, name: str) -> Experiment:
     """Read every artefact of experiment `name` under `storage_path`.
@@ -357,6 +424,7 @@ def load_experiment(storage_path: str | Path, name: str) -> Experiment:
     _read_events(exp, known)
 
     exp.drift = _read_json(storage / exp.name / "serve" / "drift.json", "drift", exp)
+    _read_monitor(exp)
 
     if not exp.has_sweep and exp.data_summary is None:
         raise RayMLError(

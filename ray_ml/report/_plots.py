@@ -26,6 +26,7 @@ __all__ = [
     "cost_breakdown_plot",
     "drift_plot",
     "learning_curves_plot",
+    "live_quality_plot",
     "pareto_plot",
     "reject_reasons_plot",
     "spend_plot",
@@ -460,4 +461,47 @@ def drift_plot(features: Sequence[Mapping[str, Any]], threshold: float | None) -
     ax.set_xlabel("population stability index (PSI)")
     ax.set_title("Feature drift of live traffic against the training data")
     ax.legend(handles=handles, loc="best")
+    return _png(fig)
+
+
+# ----------------------------------------------------------------------------- monitor
+@_with_rc
+def live_quality_plot(series: Sequence[Mapping[str, Any]], metric: str, mode: str) -> bytes:
+    """A model metric on live labelled traffic over time, one line per served version, each
+    with its baseline as a dashed line of the same colour.
+
+    Args:
+        series: `{"version", "role", "minutes": [...], "values": [...], "baseline"}` per
+            version; `role` is `stable`, `canary` or None; `baseline` may be None.
+        metric: The metric's name.
+        mode: `min` or `max` (says which way is better).
+    """
+    fig = _figure()
+    ax = fig.add_subplot()
+    for i, s in enumerate(series):
+        colour = f"C{i % 10}"
+        role = f" ({s['role']})" if s.get("role") else ""
+        ax.plot(
+            s["minutes"],
+            s["values"],
+            marker="o",
+            markersize=6 if len(s["minutes"]) == 1 else 3.5,
+            linewidth=1.6,
+            color=colour,
+            label=f"version {s['version']}{role}, live",
+        )
+        if s.get("baseline") is not None:
+            ax.axhline(
+                s["baseline"],
+                color=colour,
+                linestyle="--",
+                linewidth=1.2,
+                label=f"version {s['version']} baseline {s['baseline']:.4g}",
+            )
+    ax.set_xlim(left=0, right=max([1.0, *(m for s in series for m in s["minutes"])]) * 1.04)
+    better = "lower" if mode == "min" else "higher"
+    ax.set_xlabel("minutes since the monitor's first tick")
+    ax.set_ylabel(f"{metric} ({better} is better)")
+    ax.set_title(f"Live quality vs baseline: {metric} per model version")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return _png(fig)

@@ -5,12 +5,13 @@
 Serve config files: `import_path: ray_ml.serve:app_builder`).
 
 Modules, one thing each: `_validate` (requests -> typed tables), `_routing` (`ServeSpec`, the
-routing table), `_loader` (the injected model loader), `_metrics`, `_canary`, `_drift` (the
+routing table), `_loader` (the injected model loader), `_metrics`, `_canary`, `_cost` (serving dollars), `_drift` (the
 monitor's pure-Python state), `_predlog` (the Parquet prediction log), `_quality` (live quality
 from feedback labels), `_app` (the two Serve deployments) and `_server` (build, deploy, run).
 """
 
 from ray_ml.serve._canary import CanaryAction, CanaryDecision, CanaryJudge
+from ray_ml.serve._cost import ServingCost
 from ray_ml.serve._drift import PSI_EPSILON, DriftWindow, drift_counts, merge_counts
 from ray_ml.serve._ingress import ingress_env
 from ray_ml.serve._loader import BundleLoader, ModelLoader, Slot
@@ -56,6 +57,7 @@ __all__ = [
     "RequestValidator",
     "ServeMetrics",
     "ServeSpec",
+    "ServingCost",
     "Slot",
     "app_builder",
     "build_app",

@@ -35,6 +35,12 @@ labels are in) raises a quality alert in `/v1/models`, `/metrics` and the log, l
 A request's predictions reach the state with its replica's next flush (every `FLUSH_S`), so the
 state waits up to `FEEDBACK_WAIT_S` for a request id it does not know yet before it answers 422:
 feedback sent the moment an answer arrives, to any replica, is joined.
+
+The canary judge also compares the canary with the stable version on live feedback, over the
+requests answered since the canary started (`LiveQuality.mark`), and rolls back a canary whose
+primary metric is worse by more than `serve.canary_max_quality_drop` (`serve.canary_min_labels`
+makes it wait for labels). Serving dollars (`ServingCost`: live replicas x one replica's price
+from the `cost` catalog) are in `/metrics` and `/v1/models`.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route signatures at runtime.
@@ -56,6 +62,7 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 
 from ray_ml.serve._canary import CanaryJudge
+from ray_ml.serve._cost import ServingCost
 from ray_ml.serve._drift import DriftWindow, drift_counts, merge_counts
 from ray_ml.serve._loader import ModelLoader, Slot
 from ray_ml.serve._metrics import CONTENT_TYPE, MetricsDelta, ServeMetrics
@@ -88,8 +95,14 @@ class ServeState:
         self.alerts: list[dict[str, Any]] = []
         s = spec.config
         self.judge = CanaryJudge(
-            s.canary_min_requests, s.canary_max_error_rate, s.canary_max_latency_ratio
+            s.canary_min_requests,
+            s.canary_max_error_rate,
+            s.canary_max_latency_ratio,
+            min_labels=s.canary_min_labels,
+            max_quality_drop=s.canary_max_quality_drop,
         )
+        self._canary_mark = 0  # LiveQuality.mark() when the canary started: its window
+        self.serving = ServingCost(spec.usd_per_replica_hour, live_s=4 * FLUSH_S)
         self._reference: dict[str, Any] = {}
         self._deciding = asyncio.Lock()
         self.drift = self._new_drift_window()
@@ -130,12 +143,14 @@ class ServeState:
         )
         if new["canary"] != old["canary"]:
             self.judge.reset()
+            self._canary_mark = self.quality.mark() if self.quality is not None else 0
         if new["stable"] != old["stable"]:
             self.judge.reset()
             self.drift = self._new_drift_window()
 
     async def flush(self, delta: dict[str, Any]) -> dict[str, Any]:
         """Merge one replica's delta; judge the canary; return the routing table."""
+        self.serving.observe(str(delta.get("replica")), int(delta.get("rows") or 0))
         self.metrics.merge(delta["metrics"])
         # 2xx/5xx outcomes per role (4xx say nothing), of the versions routed now only.
         self.judge.record_delta(
@@ -169,11 +184,24 @@ class ServeState:
                     report["rows"],
                 )
         if self.routing["canary"] is not None and not self._deciding.locked():
-            decision = self.judge.decide()
+            decision = self.judge.decide(self._canary_quality())
             if decision is not None:
                 async with self._deciding:  # concurrent flushes see the same final decision
                     await asyncio.to_thread(self._apply, decision)
         return self.routing
+
+    def _canary_quality(self) -> dict[str, Any] | None:
+        """The canary against the stable version on live feedback since the canary started."""
+        canary = self.routing["canary"]
+        if self.quality is None or canary is None:
+            return None
+        s = self.spec.config
+        return self.quality.compare(
+            canary["version"],
+            self.routing["stable"]["version"],
+            min_labels=max(1, s.canary_min_labels or s.quality_min_labels),
+            since=self._canary_mark,
+        )
 
     def _remember(self, served: dict[str, Any]) -> None:
         """Keep the predictions a replica answered, for the join with feedback."""
@@ -187,6 +215,7 @@ class ServeState:
                     window_rows=s.feedback_window,
                     max_labels_per_call=s.max_feedback_labels,
                 )
+                self._canary_mark = 0  # a canary that started before: its window is all
         if self.quality is None:
             return
         for request_id, version, predictions in served.get("requests") or ():
@@ -282,6 +311,7 @@ class ServeState:
                 "version": canary["version"],
                 "reason": decision.reason,
                 "stats": self.judge.stats(),
+                "quality": self._canary_quality(),
             }
         )
         logger.warning(
@@ -314,10 +344,12 @@ class ServeState:
             "traffic_percent": split,
             "routing_revision": self.routing["revision"],
             "canary_stats": self.judge.stats() if canary else None,
+            "canary_quality": self._canary_quality(),
             "canary_decisions": self.decisions,
             "requests": self.metrics.snapshot(),
             "live_quality": self.quality_status(),
             "quality_alerts": self.quality_alerts[-100:],
+            "serving_cost": self.serving.snapshot(),
         }
 
     async def drift_report(self) -> dict[str, Any]:
@@ -330,6 +362,7 @@ class ServeState:
     async def metrics_text(self) -> bytes:
         self.metrics.set_drift(self.drift.report())
         self.metrics.set_quality(self.quality_status())
+        self.metrics.set_serving_cost(self.serving.snapshot())
         return self.metrics.render()
 
 
@@ -423,6 +456,8 @@ class ModelServer:
         self._drift: dict[str, Any] = {}
         self._served: list[tuple[str, str, list[dict[str, Any]]]] = []  # for the feedback join
         self._feedback_rejected: dict[int, int] = {}  # 4xx answered here (auth, body)
+        self._replica = uuid.uuid4().hex  # who flushes (the state counts live replicas)
+        self._rows = 0  # rows answered since the last flush
         c = spec.config
         self._log = (
             PredictionLog(c.prediction_log, sample_fraction=c.prediction_log_sample, flush_s=2.0)
@@ -474,7 +509,10 @@ class ModelServer:
             for version, slot in self._slots.items()
             if slot.contract is not None
         }
+        rows, self._rows = self._rows, 0
         delta = {
+            "replica": self._replica,
+            "rows": rows,
             "metrics": self._delta.drain(),
             "drift": self._drift,
             "served": {"meta": meta, "requests": served},
@@ -488,6 +526,7 @@ class ModelServer:
         except Exception as exc:  # the state replica restarting: keep serving
             logger.warning("ray_ml serve: flush to the state deployment failed: %s", exc)
             self._served = (served + self._served)[-MAX_UNFLUSHED:]  # joinable after the restart
+            self._rows += rows
 
     def _auth(self, request: Request) -> None:
         if self._digest is None:
@@ -566,6 +605,7 @@ class ModelServer:
             )
         latency_s = time.perf_counter() - t0
         self._delta.record_request(slot.version, role, 200, latency_s)
+        self._rows += table.num_rows
         request_id = uuid.uuid4().hex
         per_row = row_predictions(result)
         if slot.contract is not None:

@@ -1,7 +1,10 @@
-"""The canary judge: promote or roll back a canary version from its errors and latency.
+"""The canary judge: promote or roll back a canary version from its errors, latency and live
+quality.
 
 The state deployment feeds it the per-request samples that replicas flush (`record_delta` of a
-`MetricsDelta.drain()` result) and acts on its first decision. Pure Python: no Ray, no torch.
+`MetricsDelta.drain()` result), hands it the live-quality comparison of the canary with the
+stable version on the same window (`LiveQuality.compare`) and acts on its first decision. Pure
+Python: no Ray, no torch.
 """
 
 from __future__ import annotations
@@ -89,6 +92,13 @@ class CanaryJudge:
       (only compared once stable has at least 20 requests; before that latency is not judged);
     * promote otherwise.
 
+    With live quality (`decide(quality=LiveQuality.compare(...))`, both versions labelled on the
+    same window): rollback when the canary's primary metric is worse than the stable one's by
+    more than `max_quality_drop`, checked after the error rate and before latency. With
+    `min_labels > 0` the judge waits (answers None) until both versions have that many labels;
+    with 0 it judges quality only when the comparison names a winner, and otherwise says that
+    quality was not compared.
+
     Early rollback: from the canary's 10th request on, once its errors alone exceed
     `max_error_rate * min_requests` (so the error rate at `min_requests` must exceed the bound
     whatever the remaining requests do), it is rolled back without waiting.
@@ -100,12 +110,22 @@ class CanaryJudge:
         min_requests: Canary requests needed before promoting.
         max_error_rate: Highest acceptable canary error rate, in [0, 1].
         max_latency_ratio: Highest acceptable canary p95 / stable p95.
+        min_labels: Feedback labels each version needs before the canary is judged (0: do
+            not wait for feedback).
+        max_quality_drop: How much worse the canary's live primary metric may be.
 
     Raises:
         ValueError: A bad argument.
     """
 
-    def __init__(self, min_requests: int, max_error_rate: float, max_latency_ratio: float) -> None:
+    def __init__(
+        self,
+        min_requests: int,
+        max_error_rate: float,
+        max_latency_ratio: float,
+        min_labels: int = 0,
+        max_quality_drop: float = 0.02,
+    ) -> None:
         if int(min_requests) < 1:
             raise ValueError(f"min_requests must be positive, but got min_requests={min_requests}.")
         if not 0.0 <= max_error_rate <= 1.0:
@@ -117,6 +137,15 @@ class CanaryJudge:
                 "max_latency_ratio must be a positive number, but got "
                 f"max_latency_ratio={max_latency_ratio}."
             )
+        if int(min_labels) < 0:
+            raise ValueError(f"min_labels must be >= 0, but got min_labels={min_labels}.")
+        if not (max_quality_drop >= 0 and math.isfinite(max_quality_drop)):
+            raise ValueError(
+                "max_quality_drop must be a finite number >= 0, but got "
+                f"max_quality_drop={max_quality_drop}."
+            )
+        self.min_labels = int(min_labels)
+        self.max_quality_drop = float(max_quality_drop)
         self.min_requests = int(min_requests)
         self.max_error_rate = float(max_error_rate)
         self.max_latency_ratio = float(max_latency_ratio)
@@ -176,14 +205,58 @@ class CanaryJudge:
         """The decision taken so far (None while undecided)."""
         return self._decision
 
-    def decide(self) -> CanaryDecision | None:
-        """Judge the canary; None while it has too few requests. See the class docstring."""
+    def decide(self, quality: Mapping[str, Any] | None = None) -> CanaryDecision | None:
+        """Judge the canary; None while it has too few requests (or labels). See the class
+        docstring.
+
+        Args:
+            quality: `LiveQuality.compare(canary, stable, since=<canary start>)`, or None
+                without feedback.
+        """
         with self._lock:
             if self._decision is None:
-                self._decision = self._judge()
+                self._decision = self._judge(quality)
             return self._decision
 
-    def _judge(self) -> CanaryDecision | None:
+    def _quality_verdict(
+        self, quality: Mapping[str, Any] | None
+    ) -> tuple[bool, CanaryDecision | None, str]:
+        """(wait for more labels, a rollback, the text for a promote's reason)."""
+        labelled = (
+            None
+            if quality is None
+            else min(int(quality["candidate"]["n_labels"]), int(quality["production"]["n_labels"]))
+        )
+        if self.min_labels > 0 and (
+            quality is None
+            or labelled is None
+            or labelled < self.min_labels
+            or quality.get("difference") is None
+        ):
+            return True, None, ""
+        if quality is None or quality.get("better") is None or quality.get("difference") is None:
+            return False, None, "live quality not compared (too few feedback labels)"
+        primary = str(quality["primary"])
+        c, p = quality["candidate"], quality["production"]
+        cv, pv = c["metrics"][primary], p["metrics"][primary]
+        diff = float(quality["difference"])
+        worse = -diff if quality["higher_is_better"] else diff
+        text = (
+            f"canary {primary} {cv:.4g} vs stable {pv:.4g} on the same window "
+            f"({c['n_labels']} / {p['n_labels']} labelled rows)"
+        )
+        if worse > self.max_quality_drop:
+            return (
+                False,
+                CanaryDecision(
+                    CanaryAction.ROLLBACK,
+                    f"{text}: {worse:.4g} worse > {self.max_quality_drop:g}",
+                ),
+                "",
+            )
+        return False, None, f"{text}: not worse by more than {self.max_quality_drop:g}"
+
+    def _judge(self, quality: Mapping[str, Any] | None = None) -> CanaryDecision | None:
         canary, stable = self._roles[CANARY], self._roles[STABLE]
         n, errors = canary.requests, canary.errors
         rate_text = f"canary error rate {canary.error_rate():.1%} ({errors}/{n})"
@@ -198,7 +271,12 @@ class CanaryJudge:
             return None
         if canary.error_rate() > self.max_error_rate:
             return CanaryDecision(CanaryAction.ROLLBACK, f"{rate_text} > {self.max_error_rate:.1%}")
-        rate_ok = f"{rate_text} <= {self.max_error_rate:.1%}"
+        wait, rollback, quality_text = self._quality_verdict(quality)
+        if wait:
+            return None
+        if rollback is not None:
+            return rollback
+        rate_ok = f"{rate_text} <= {self.max_error_rate:.1%}; {quality_text}"
         if stable.requests < _MIN_STABLE_FOR_LATENCY:
             return CanaryDecision(
                 CanaryAction.PROMOTE,

@@ -162,6 +162,9 @@ class ServeMetrics:
     * `ray_ml_serve_feedback_rejected_total{code}`: feedback requests answered with a 4xx
     * `ray_ml_serve_live_quality{version, metric}` and `ray_ml_serve_live_quality_alert{version}`
       (0/1), gauges from the latest `set_quality` status (`LiveQuality.status`).
+    * `ray_ml_serve_replicas`, `ray_ml_serve_cost_usd_per_hour`, `ray_ml_serve_cost_usd` (a
+      counter: dollars since the app started) and `ray_ml_serve_cost_usd_per_1k_predictions`,
+      from the latest `set_serving_cost` (`ServingCost.snapshot`).
     """
 
     def __init__(self) -> None:
@@ -173,6 +176,7 @@ class ServeMetrics:
         self._feedback: dict[str, int] = {}
         self._feedback_rejected: dict[str, int] = {}
         self._quality: dict[str, tuple[dict[str, float], bool]] = {}
+        self._cost: dict[str, Any] = {}
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_ServeCollector(self))
 
@@ -258,6 +262,11 @@ class ServeMetrics:
         with self._lock:
             self._quality = quality
 
+    def set_serving_cost(self, snapshot: Mapping[str, Any]) -> None:
+        """Replace the serving-cost gauges with a `ServingCost.snapshot()`."""
+        with self._lock:
+            self._cost = dict(snapshot)
+
     def render(self) -> bytes:
         """The Prometheus text exposition of all series (serve with `CONTENT_TYPE`)."""
         return generate_latest(self._registry)
@@ -313,6 +322,7 @@ class ServeMetrics:
             feedback = sorted(self._feedback.items())
             rejected = sorted(self._feedback_rejected.items())
             quality = sorted(self._quality.items())
+            cost = dict(self._cost)
         req = CounterMetricFamily(
             "ray_ml_serve_requests", "Requests answered.", labels=["version", "role", "code"]
         )
@@ -389,6 +399,29 @@ class ServeMetrics:
             live_alert.add_metric([v], 1.0 if flagged else 0.0)
         yield live
         yield live_alert
+        if cost:
+            for name, doc, key in (
+                ("ray_ml_serve_replicas", "Replicas answering now.", "replicas"),
+                (
+                    "ray_ml_serve_cost_usd_per_hour",
+                    "What the live replicas cost per hour at the catalog's prices.",
+                    "usd_per_hour",
+                ),
+                (
+                    "ray_ml_serve_cost_usd_per_1k_predictions",
+                    "Serving dollars per 1,000 predicted rows since the app started.",
+                    "usd_per_1k_predictions",
+                ),
+            ):
+                gauge = GaugeMetricFamily(name, doc)
+                if cost.get(key) is not None:
+                    gauge.add_metric([], float(cost[key]))
+                yield gauge
+            spent = CounterMetricFamily(
+                "ray_ml_serve_cost_usd", "Serving dollars since the app started."
+            )
+            spent.add_metric([], float(cost.get("usd_total") or 0.0))
+            yield spent
 
 
 def _counter(name: str, doc: str, label: str, counts: list[tuple[str, int]]) -> Metric:

@@ -129,6 +129,7 @@ class _Request:
     version: str
     predicted: list[Any]  # class index (classification) or float (regression), per row
     scores: list[list[float] | None]
+    seq: int = 0  # the order it was remembered in (`LiveQuality.mark`)
     labelled: set[int] = field(default_factory=set)
 
 
@@ -216,8 +217,9 @@ class LiveQuality:
         self._lock = threading.Lock()
         self._requests: OrderedDict[str, _Request] = OrderedDict()
         self._rows = 0  # predicted rows in `_requests`
-        # Per version: (true, predicted, scores) of its newest labelled rows.
-        self._windows: dict[str, deque[tuple[Any, Any, list[float] | None]]] = {}
+        self._seq = 0  # requests remembered so far
+        # Per version: (true, predicted, scores, request seq) of its newest labelled rows.
+        self._windows: dict[str, deque[tuple[Any, Any, list[float] | None, int]]] = {}
 
     @classmethod
     def from_contract(cls, contract: Contract, **kwargs: Any) -> LiveQuality:
@@ -250,8 +252,9 @@ class LiveQuality:
             value, probs = prediction_parts(pred)
             predicted.append(self._predicted(value))
             scores.append(probs)
-        entry = _Request(str(version), predicted, scores)
         with self._lock:
+            self._seq += 1
+            entry = _Request(str(version), predicted, scores, self._seq)
             old = self._requests.pop(request_id, None)
             if old is not None:
                 self._rows -= len(old.predicted)
@@ -286,6 +289,13 @@ class LiveQuality:
         """
         i = self._index.get(value) if type(value) in (int, str) else None
         return i if i is not None and type(self.classes[i]) is type(value) else None
+
+    def mark(self) -> int:
+        """A point in the stream of remembered requests: `metrics(since=mark)` and
+        `compare(since=mark)` count only labels of requests remembered after it (the canary
+        judge marks the canary's start, so both versions are judged on the same window)."""
+        with self._lock:
+            return self._seq
 
     @property
     def remembered_requests(self) -> int:
@@ -353,7 +363,7 @@ class LiveQuality:
                 window = self._windows.get(entry.version)
                 if window is None:
                     window = self._windows[entry.version] = deque(maxlen=self.window_rows)
-                window.append((truth, entry.predicted[row], entry.scores[row]))
+                window.append((truth, entry.predicted[row], entry.scores[row], entry.seq))
                 by_version[entry.version] = by_version.get(entry.version, 0) + 1
         return FeedbackResult(len(accepted), by_version)
 
@@ -451,8 +461,12 @@ class LiveQuality:
         with self._lock:
             return sorted(self._windows)
 
-    def metrics(self, version: str) -> dict[str, Any]:
+    def metrics(self, version: str, *, since: int = 0) -> dict[str, Any]:
         """Live metrics of `version` over its window.
+
+        Args:
+            version: The served version.
+            since: Only labels of requests remembered after this `mark()` (0: the whole window).
 
         Returns:
             `{"n_labels": rows in the window, metric: value | None, ...}` with `accuracy`,
@@ -460,7 +474,7 @@ class LiveQuality:
             window is empty (and `roc_auc` where it is undefined, see the module docstring).
         """
         with self._lock:
-            window = list(self._windows.get(version, ()))
+            window = [w for w in self._windows.get(version, ()) if w[3] > since]
         out: dict[str, Any] = {"n_labels": len(window)}
         out.update(dict.fromkeys(self.metric_names))
         if not window:
@@ -570,13 +584,17 @@ class LiveQuality:
             }
         return out
 
-    def compare(self, candidate: str, production: str, *, min_labels: int = 1) -> dict[str, Any]:
+    def compare(
+        self, candidate: str, production: str, *, min_labels: int = 1, since: int = 0
+    ) -> dict[str, Any]:
         """The canary judge's view: both versions' live metrics and which is better.
 
         Args:
             candidate: The canary's version.
             production: The stable version.
             min_labels: Labelled rows each version needs before a winner is named.
+            since: Only labels of requests remembered after this `mark()`: the same window for
+                both versions (the canary's lifetime).
 
         Returns:
             `{"primary": metric, "higher_is_better": bool, "min_labels": n,
@@ -595,7 +613,7 @@ class LiveQuality:
         primary = self.primary_metric
         sides: dict[str, dict[str, Any]] = {}
         for role, version in (("candidate", candidate), ("production", production)):
-            live = self.metrics(version)
+            live = self.metrics(version, since=since)
             n = int(live.pop("n_labels"))
             sides[role] = {"version": version, "n_labels": n, "metrics": live}
         c, p = sides["candidate"], sides["production"]
@@ -612,6 +630,7 @@ class LiveQuality:
             "primary": primary,
             "higher_is_better": HIGHER_IS_BETTER[primary],
             "min_labels": min_labels,
+            "since": since,
             "candidate": c,
             "production": p,
             "difference": difference,

@@ -37,11 +37,14 @@ class ServeSpec:
         model: The registry model name: `serve.model`, else the run's `name`.
         token_sha256: The bearer token's SHA-256 (hex), None when auth is off. The token itself
             never leaves the driver.
+        usd_per_replica_hour: One replica's resources at the `cost` catalog's prices (serving
+            dollars in `/metrics`).
     """
 
     config: ServeConfig
     model: str
     token_sha256: str | None
+    usd_per_replica_hour: float = 0.0
 
     def __post_init__(self) -> None:
         _ = self.limits  # RequestLimits checks the serve.max_* values (a ConfigError naming them)
@@ -93,10 +96,14 @@ def serve_spec(cfg: RunConfig, token: str | None) -> ServeSpec:
     if s.prediction_log is not None and "://" not in s.prediction_log:
         # replicas run in other processes (and folders): a local log path is made absolute
         s = dataclasses.replace(s, prediction_log=str(Path(s.prediction_log).resolve()))
+    from ray_ml.cost import PriceCatalog
+
+    replica = {"CPU": s.num_cpus_per_replica, "GPU": s.num_gpus_per_replica}
     return ServeSpec(
         config=s,
         model=s.model or cfg.name,
         token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None,
+        usd_per_replica_hour=PriceCatalog.from_config(cfg.cost).price_of(replica),
     )
 
 

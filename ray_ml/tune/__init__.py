@@ -40,7 +40,7 @@ from ray_ml.tune._space import (
 
 if TYPE_CHECKING:
     from ray_ml.tune._cost_aware import DEFAULT_COST_HINTS, CostAwareSearcher
-    from ray_ml.tune._sweep import run_sweep, run_tune_job
+    from ray_ml.tune._sweep import registered_reason, run_sweep, run_tune_job, warm_start_points
 
 # Imported on first use: they import ray.tune (and the sweep imports torch through train).
 _LAZY = {
@@ -48,6 +48,8 @@ _LAZY = {
     "DEFAULT_COST_HINTS": "_cost_aware",
     "run_sweep": "_sweep",
     "run_tune_job": "_sweep",
+    "registered_reason": "_sweep",
+    "warm_start_points": "_sweep",
 }
 
 
@@ -80,7 +82,9 @@ __all__ = [
     "flatten_mapping",
     "load_space",
     "pareto_front",
+    "registered_reason",
     "run_sweep",
     "run_tune_job",
     "tunable_keys",
+    "warm_start_points",
 ]

@@ -49,7 +49,7 @@ import json
 import logging
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,6 +235,8 @@ class CostAwareSearcher(Searcher):
             is cheaper), 0 to drop a default hint; keys must be in `space`.
         horizon_trials: Without `budget_usd`, cool alpha from 1 to 0 over this many finished
             trials (e.g. `tune.num_samples`).
+        points_to_evaluate: Configs to try first, before the initial design (a warm start from
+            an earlier sweep's best), each giving every key of `space`.
 
     Raises:
         ConfigError: An argument out of range, naming it and the fix.
@@ -259,6 +261,7 @@ class CostAwareSearcher(Searcher):
         *,
         cost_hints: Mapping[str, float] | None = None,
         horizon_trials: int | None = None,
+        points_to_evaluate: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         mode = _check_mode(mode)
         if not isinstance(metric, str) or not metric:
@@ -318,6 +321,15 @@ class CostAwareSearcher(Searcher):
         self._n_candidates = n_candidates
         self._seed = int(seed)
         self._horizon = horizon_trials
+        # Warm start: these configs (encoded as `to_tune` encodes) are suggested first.
+        self._points = [dict(p) for p in points_to_evaluate]
+        for point in self._points:
+            if set(point) != set(space.params):
+                raise ConfigError(
+                    f"`points_to_evaluate` must give every key of search space "
+                    f"{space.name!r} ({sorted(space.params)}), but got {sorted(point)}. Fix: "
+                    "pass configs of this space, e.g. a previous sweep's leaderboard rows."
+                )
         self._n_suggested = 0
         self._pending: dict[str, dict[str, Any]] = {}  # trial id -> config
         self._last: dict[str, dict[str, Any]] = {}  # trial id -> latest interim result
@@ -362,8 +374,11 @@ class CostAwareSearcher(Searcher):
         # `restore`, with no generator state to carry.
         rng = np.random.default_rng([self._seed, self._n_suggested])
         observed = [h for h in self._history if h["value"] is not None]
-        if self._n_suggested < self._n_initial:
-            config = self._initial_design(self._n_suggested)
+        warm = len(self._points)
+        if self._n_suggested < warm:
+            config = dict(self._points[self._n_suggested])
+        elif self._n_suggested - warm < self._n_initial:
+            config = self._initial_design(self._n_suggested - warm)
         elif len(observed) < 2:
             config = self._sample(rng, cheap=True)
         else:

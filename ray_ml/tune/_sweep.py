@@ -59,7 +59,14 @@ if TYPE_CHECKING:
     from ray_ml.config import RunConfig
     from ray_ml.data import PreparedData
 
-__all__ = ["run_sweep", "run_tune_job", "train_driver_fn", "trains_in_trial"]
+__all__ = [
+    "registered_reason",
+    "run_sweep",
+    "run_tune_job",
+    "train_driver_fn",
+    "trains_in_trial",
+    "warm_start_points",
+]
 
 
 # Training splits up to this many rows are swept on one worker per trial (`tune.trial_workers`).
@@ -175,7 +182,7 @@ def _trial_resources(base: RunConfig) -> Any:
     return resources
 
 
-def _searcher(cfg: RunConfig, space: SearchSpace) -> Any:
+def _searcher(cfg: RunConfig, space: SearchSpace, warm: list[dict[str, Any]]) -> Any:
     t = cfg.tune
     kind = t.searcher
     if kind in (Searcher.random, Searcher.grid):
@@ -184,7 +191,12 @@ def _searcher(cfg: RunConfig, space: SearchSpace) -> Any:
         from ray_ml.tune._cost_aware import CostAwareSearcher
 
         return CostAwareSearcher(
-            space, t.metric, str(t.mode), budget_usd=t.budget_usd, seed=cfg.seed
+            space,
+            t.metric,
+            str(t.mode),
+            budget_usd=t.budget_usd,
+            seed=cfg.seed,
+            points_to_evaluate=warm,
         )
     from ray.tune.search.optuna import OptunaSearch
 
@@ -192,28 +204,66 @@ def _searcher(cfg: RunConfig, space: SearchSpace) -> Any:
 
     if kind == Searcher.optuna_tpe:
         return OptunaSearch(
-            sampler=TPESampler(seed=cfg.seed), metric=t.metric, mode=str(t.mode)
+            sampler=TPESampler(seed=cfg.seed),
+            metric=t.metric,
+            mode=str(t.mode),
+            points_to_evaluate=warm or None,
         )
     if kind == Searcher.optuna_nsga2:  # two objectives: quality and dollars
         return OptunaSearch(
             sampler=NSGAIISampler(seed=cfg.seed),
             metric=[t.metric, "cost_usd"],
             mode=[str(t.mode), "min"],
+            points_to_evaluate=warm or None,
         )
     raise ConfigError(f"tune.searcher={str(kind)!r} is not supported.")
 
 
-def _search_alg(cfg: RunConfig, space: SearchSpace, books: SweepBooks, concurrency: int) -> Any:
+def warm_start_points(leaderboard: str | Path, space: SearchSpace, k: int) -> list[dict[str, Any]]:
+    """The `k` best eligible configs of an earlier sweep's leaderboard that fit `space`.
+
+    A warm start for the next sweep (`run_sweep(warm_start=...)`): rows ranked by the
+    leaderboard (eligible trials only, best first), their tuned keys read back as the search
+    space encodes them. Rows of another space (a key missing) are left out; a missing
+    leaderboard gives none.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(leaderboard)
+    if k < 1 or not path.is_file():
+        return []
+    rows = pq.read_table(path).to_pylist()
+    points: list[dict[str, Any]] = []
+    for row in sorted((r for r in rows if r.get("rank") is not None), key=lambda r: r["rank"]):
+        if not all(key in row and row[key] is not None for key in space.keys):
+            continue
+        point = {key: row[key] for key in space.keys}
+        if point not in points:
+            points.append(point)
+        if len(points) == k:
+            break
+    return points
+
+
+def _search_alg(
+    cfg: RunConfig,
+    space: SearchSpace,
+    books: SweepBooks,
+    concurrency: int,
+    warm: list[dict[str, Any]],
+) -> Any:
     """The searcher, limited to `concurrency` trials at once, behind the budget gate."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchGenerator
 
     from ray_ml.tune._hooks import BudgetGate
 
-    searcher = _searcher(cfg, space)
+    searcher = _searcher(cfg, space, warm)
     inner: Any
     if searcher is None:
         # Seeded: the same config and seed sample the same trials.
-        inner = BasicVariantGenerator(max_concurrent=concurrency, random_state=cfg.seed)
+        inner = BasicVariantGenerator(
+            max_concurrent=concurrency, random_state=cfg.seed, points_to_evaluate=warm or None
+        )
     else:
         inner = SearchGenerator(ConcurrencyLimiter(searcher, max_concurrent=concurrency))
     return BudgetGate(inner, books)
@@ -344,14 +394,25 @@ def _records(grid: Any, books: SweepBooks) -> list[TrialRecord]:
 
 
 def run_sweep(
-    cfg: RunConfig, *, prepared: PreparedData | None = None, space: SearchSpace | None = None
+    cfg: RunConfig,
+    *,
+    prepared: PreparedData | None = None,
+    space: SearchSpace | None = None,
+    warm_start: list[dict[str, Any]] | None = None,
+    lineage: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the configured sweep on the current Ray cluster; see the module docstring.
+
+    The winner is registered as `candidate` of model `serve.model` (null: the run's `name`).
 
     Args:
         cfg: The run config (`tune.*` drives the sweep).
         prepared: The data stage's output, if already computed.
         space: A search space (the Hydra sweeper builds one); None loads `tune.space`.
+        warm_start: Configs tried first (`warm_start_points` of an earlier sweep); they count
+            toward `tune.num_samples`.
+        lineage: Extra lineage kept in the registered version's record (a retrain's trigger
+            and data partitions).
     """
     from ray import tune
 
@@ -442,7 +503,7 @@ def run_sweep(
                 # None with NSGA-II: Tune would replace its two objectives with this one.
                 metric=None if multi else t.metric,
                 mode=None if multi else str(t.mode),
-                search_alg=_search_alg(cfg, space, books, concurrency),
+                search_alg=_search_alg(cfg, space, books, concurrency, list(warm_start or [])),
                 scheduler=RecordingScheduler(_scheduler(cfg, with_metric=multi), books),
                 num_samples=t.num_samples,
                 reuse_actors=reuse,
@@ -530,11 +591,13 @@ def run_sweep(
     )
     from ray_ml.registry import Registry
 
+    model = cfg.serve.model or cfg.name
     version = Registry(cfg.serve.registry_root).register(
         final["bundle"],
-        cfg.name,
+        model,
         aliases=["candidate"],
-        reason=f"sweep {layout.sweep_name} winner {winner.trial_id}",
+        reason=f"{registered_reason(layout.sweep_name)}{winner.trial_id}",
+        lineage={"sweep": layout.sweep_name, **dict(lineage or {})},
     )
     summary.update(
         {
@@ -548,13 +611,27 @@ def run_sweep(
             "winner_metrics": final["metrics"],
             "winner_retrained": not done,
             "bundle": final["bundle"],
-            "registered": {"model": cfg.name, "version": version.version, "alias": "candidate"},
+            "registered": {"model": model, "version": version.version, "alias": "candidate"},
+            # The full-fidelity retrain of the winner, outside the sweep's books (0 when reused).
+            "winner_cost_usd": (
+                0.0
+                if done
+                else round(
+                    catalog.price_of(scaling_resources(best_cfg)) * final["wall_s"] / 3600, 6
+                )
+            ),
             "wall_s": round(time.perf_counter() - t0, 3),
         }
     )
     summary["mlflow_run_id"] = log_sweep(cfg, summary, records)
     layout.summary.write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def registered_reason(sweep_name: str) -> str:
+    """How the registry's record of a sweep's winner starts (`reason`): a resumed driver finds
+    a winner its killed predecessor registered by it, and does not register it twice."""
+    return f"sweep {sweep_name} winner "
 
 
 def run_tune_job(cfg: RunConfig, space: SearchSpace | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from ray_ml.report._sections._data import build_data
 from ray_ml.report._sections._drift import build_drift
 from ray_ml.report._sections._headline import build_headline
 from ray_ml.report._sections._leaderboard import build_leaderboard
+from ray_ml.report._sections._monitoring import build_monitoring
 from ray_ml.report._sections._pareto import build_pareto, pareto_front_2d
 from ray_ml.report._sections._spend import billed_curve, build_spend
 
@@ -28,4 +29,5 @@ SECTIONS: tuple[Callable[[Experiment], Section], ...] = (
     build_costs,
     build_data,
     build_drift,
+    build_monitoring,
 )
