@@ -393,4 +393,8 @@ def usd(value: float) -> str:
     """Dollars for a person: cents above a cent, two significant figures below."""
     if value == 0:
         return "$0"
-    return f"${value:.2f}" if abs(value) >= 0.01 else f"${value:.2g}"
+    if abs(value) >= 0.01:
+        return f"${value:.2f}"
+    # Positional, never an exponent: "$0.000008", not "$8e-06".
+    decimals = 1 - math.floor(math.log10(abs(value)))
+    return f"${value:.{decimals}f}".rstrip("0")

@@ -139,6 +139,7 @@ def test_dollars_for_a_person() -> None:
     from ray_ml.console import usd
 
     assert [usd(0), usd(0.000234), usd(0.0005), usd(1.234)] == ["$0", "$0.00023", "$0.0005", "$1.23"]
+    assert [usd(8e-06), usd(1.2e-09), usd(0.00999)] == ["$0.000008", "$0.0000000012", "$0.01"]
 
 
 def test_finish_shows_the_final_state_and_drops_late_lines_of_the_ended_run(
