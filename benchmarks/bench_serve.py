@@ -166,12 +166,18 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
         "(ray_ml's default, serve.ingress=haproxy)",
         {},
     ),
+    "haproxy_nolog": (
+        "HAProxy as ray_ml's default, with the prediction log off (serve.prediction_log=null): "
+        "what the log costs",
+        {},
+    ),
 }
+NO_LOG = {"haproxy_nolog"}  # variants serving with serve.prediction_log=null
 
 
 def _variant_env(variant: str) -> dict[str, str]:
     env = dict(VARIANTS[variant][1])
-    if variant == "haproxy":  # the product's own settings (free ports, a private folder)
+    if variant.startswith("haproxy"):  # the product's own settings (free ports, a private folder)
         from ray_ml.config import ServeIngress
         from ray_ml.serve import ingress_env
 
@@ -219,6 +225,7 @@ def _child(args: argparse.Namespace, bundle: Path, body: str) -> None:
                     "serve.num_replicas=1",
                     "serve.num_cpus_per_replica=1",
                     f"serve.max_batch_size={batch}",
+                    *(["serve.prediction_log=null"] if args.child in NO_LOG else []),
                     *(
                         [f"serve.batch_wait_timeout_s={args.batch_wait_ms / 1000}"]
                         if args.batch_wait_ms is not None

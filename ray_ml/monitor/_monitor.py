@@ -230,12 +230,15 @@ class Monitor:
             _say(f"the Serve app at {self.url} did not answer ({exc}); serving triggers wait")
             self.ledger.append_history({"at": now_iso(), "time": time.time(), "reachable": False})
             return None, None
-        if s1 != 200 or s2 != 200:
+        if {s1, s2} & {401, 403}:
             raise RayMLError(
-                f"the Serve app at {self.url} answered {s1} to /v1/models and {s2} to /v1/drift: "
-                f"{models if s1 != 200 else drift}. Fix: set the app's token in "
-                f"${self.cfg.serve.token_env}, or `monitor.serve_url` to the app's address."
+                f"the Serve app at {self.url} refused the monitor ({s1} to /v1/models, {s2} to "
+                f"/v1/drift). Fix: export the app's token in ${self.cfg.serve.token_env}."
             )
+        if s1 != 200 or s2 != 200:  # e.g. the state replica restarting: look again next tick
+            _say(f"the Serve app at {self.url} answered {s1} / {s2}; serving triggers wait")
+            self.ledger.append_history({"at": now_iso(), "time": time.time(), "reachable": False})
+            return None, None
         self.ledger.append_history(
             {
                 "at": now_iso(),
@@ -390,7 +393,7 @@ class Monitor:
 
         prefix = registered_reason(retrain["sweep"])
         for v in self.registry.list_versions(self.model):
-            if str(self.registry.show(self.model, v.version).get("reason", "")).startswith(prefix):
+            if v.reason.startswith(prefix):
                 layout = SweepLayout(self.storage, retrain["run"])
                 summary: dict[str, Any] = (
                     json.loads(layout.summary.read_text()) if layout.summary.is_file() else {}

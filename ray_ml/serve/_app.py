@@ -184,7 +184,9 @@ class ServeState:
                     report["rows"],
                 )
         if self.routing["canary"] is not None and not self._deciding.locked():
-            decision = self.judge.decide(self._canary_quality())
+            # Live quality (sklearn over both windows) only once the judge would look at it.
+            quality = self._canary_quality() if self.judge.needs_quality else None
+            decision = self.judge.decide(quality)
             if decision is not None:
                 async with self._deciding:  # concurrent flushes see the same final decision
                     await asyncio.to_thread(self._apply, decision)

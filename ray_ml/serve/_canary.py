@@ -201,6 +201,12 @@ class CanaryJudge:
                 self.record_many(role, oks, lats)
 
     @property
+    def needs_quality(self) -> bool:
+        """Whether `decide` would look at live quality now (the canary has `min_requests`)."""
+        with self._lock:
+            return self._decision is None and self._roles[CANARY].requests >= self.min_requests
+
+    @property
     def decision(self) -> CanaryDecision | None:
         """The decision taken so far (None while undecided)."""
         return self._decision

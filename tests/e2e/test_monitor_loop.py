@@ -44,6 +44,7 @@ columns:
 - {name: y, type: int, nullable: false, categories: [0, 1]}
 """
 
+
 def _truth(x1: float, world: str) -> int:
     return int(x1 > 0) if world == "old" else int(x1 < 0)
 
@@ -246,6 +247,23 @@ def test_the_loop_retrains_resumes_after_a_kill_promotes_better_and_rolls_back_w
                     _kill(monitor)
             out = sorted(logs.glob("out*.txt"))[-1].read_text()
             err = log_tail()
+
+        # The monitor as a Ray job too: one tick through the Jobs API, nothing new to act on.
+        job = head.run(
+            sys.executable,
+            "-m",
+            "ray_ml.cli",
+            "submit",
+            "monitor",
+            *common,
+            "monitor.max_ticks=1",
+            "--address",
+            head.url,
+        )
+        assert job.returncode == 0, job.stderr[-3000:]
+        job_out = last_json(job.stdout)
+        assert job_out["status"] == "SUCCEEDED", job_out
+        assert job_out["summary"]["job"] == "monitor" and job_out["summary"]["retrains"] == 2
 
     assert second["status"] == "rolled_back", second
     ledger = _ledger(storage)

@@ -249,3 +249,84 @@ def test_the_cost_aware_searcher_tries_warm_start_points_first() -> None:
     assert searcher.suggest("t2") != point
     with pytest.raises(ConfigError, match="points_to_evaluate"):
         CostAwareSearcher(space, "val_loss", "min", points_to_evaluate=[{"model.eta": 0.1}])
+
+
+# ------------------------------------------------------------------ a kill after registering
+def test_a_resumed_retrain_adopts_the_winner_its_killed_predecessor_registered(
+    tmp_path: Path,
+) -> None:
+    """Killed between the registry's write and the ledger's: the restarted monitor must not
+    sweep (and register) again for the same trigger."""
+    from ray_ml.monitor import Monitor
+    from ray_ml.registry import Registry
+    from ray_ml.tune import registered_reason
+    from tests._bundles import make_bundle
+
+    cfg = load_config(
+        "monitor",
+        ["name=exp", f"storage_path={tmp_path}", "serve.canary_percent=20", "debug=tiny"],
+    )
+    monitor = Monitor(cfg, token=None)
+    registry = Registry(cfg.serve.registry_root)
+    bundle = make_bundle(tmp_path / "b", epochs=1)
+    registry.register(bundle, "exp", aliases=["production"], reason="first")
+    ledger = monitor.ledger
+    trigger = ledger.add_trigger("quality", "version 1 accuracy 0.5 vs test 0.9")
+    run = "exp-retrain-t0001"
+    ledger.retrains.append(
+        {
+            "trigger": trigger["id"],
+            "run": run,
+            "sweep": f"{run}-sweep",
+            "started_at": "2026-12-02T10:00:00.000+00:00",
+            "budget_usd": 0.5,
+            "partitions": [],
+            "resumes": 0,
+            "warm_configs": [],
+            "warm_start": 0,
+        }
+    )
+    ledger.set_status(trigger["id"], "retraining")
+    sweep_dir = tmp_path / f"{run}-sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "summary.json").write_text(json.dumps({"cost_usd": 0.2, "trials": 3}))
+    registry.register(
+        bundle, "exp", aliases=["candidate"], reason=f"{registered_reason(f'{run}-sweep')}t_abc"
+    )
+    # Only the adoption runs here: a sweep would need Ray, and must not be started.
+    monitor._sweep = lambda *a: pytest.fail("swept again")  # type: ignore[method-assign]
+    monitor._retrain(trigger)
+    retrain = ledger.retrain_of(trigger["id"])
+    assert retrain is not None and retrain["version"] == 2 and retrain["resumes"] == 1
+    assert retrain["cost_usd"] == 0.2 and ledger.spent("2026-12") == 0.2
+    assert ledger.trigger(trigger["id"])["status"] == "canary"
+    assert [v.version for v in registry.list_versions("exp")] == [1, 2]
+
+
+def test_a_spent_month_or_a_retrain_in_flight_skips_alerts_and_waits_on_standing_conditions(
+    tmp_path: Path,
+) -> None:
+    from ray_ml.monitor import Condition, Monitor
+    from ray_ml.monitor._ledger import month_of, now_iso
+
+    cfg = load_config(
+        "monitor",
+        ["name=exp", f"storage_path={tmp_path}", "monitor.monthly_budget_usd=1.0", "debug=tiny"],
+    )
+    monitor = Monitor(cfg, token=None)
+    monitor._retrain = lambda t: pytest.fail("retrained")  # type: ignore[method-assign]
+    monitor.ledger.book(1.0, now_iso())  # this month's retraining budget is spent
+    alert = Condition("quality", "version 1 accuracy 0.5 vs test 0.9", edge=True)
+    standing = Condition("new_data", "500 new rows", edge=False)
+    assert monitor._act([standing]) is None and monitor.ledger.triggers == []
+    tid = monitor._act([alert, standing])
+    t = monitor.ledger.trigger(str(tid))
+    assert t["status"] == "skipped" and t["kind"] == "quality"
+    assert f"retraining budget of {month_of(now_iso())} is spent ($1.00" in t["reason"]
+    assert "new_data: 500 new rows" in t["detail"]
+    # A retrain in flight holds the next alert back the same way, whatever the budget.
+    monitor.ledger.data["spend"] = {}
+    busy = monitor.ledger.add_trigger("drift", "x1")
+    monitor.ledger.set_status(busy["id"], "canary")
+    t2 = monitor.ledger.trigger(str(monitor._act([alert])))
+    assert t2["status"] == "skipped" and f"trigger {busy['id']} is still in flight" in t2["reason"]

@@ -99,6 +99,31 @@ def test_log_round_trip_writes_one_partition_per_day(tmp_path: Path, as_uri: boo
     assert preds == [*preds_a, *preds_b]
 
 
+def test_one_flush_of_mixed_requests_keeps_every_row_with_its_own_request(
+    tmp_path: Path,
+) -> None:
+    """Two versions with different contracts (schemas), dict rows, sampled rows and values
+    JSON cannot take as they are (NaN, numpy) in one flush: each row lands with its request."""
+    log = PredictionLog(tmp_path, background=False, sample_fraction=1.0)
+    a = pa.table({"x": [1.0, 2.5, float("nan")], "c": ["p", 'q"uote', None]})
+    b = pa.table({"y": pa.array([7, 8], type=pa.int64())})
+    log.record("r1", "1", a, [0, 1, 1], 1.0, ts=T0)
+    log.record("r2", "2", b, [{"prediction": np.float64(0.5), "scores": None}] * 2, 2.0, ts=T0)
+    log.record("r3", "1", [{"x": 3.0, "c": "s"}], [np.int64(0)], 3.0, ts=T0)
+    log.record("r4", "1", a.slice(0, 1), [1], 4.0, ts=T0)
+    assert log.flush() == 7
+    got = read_predictions(tmp_path).to_pylist()
+    by = {(r["request_id"], r["row"]): r for r in got}
+    assert json.loads(by[("r1", 1)]["row_json"]) == {"x": 2.5, "c": 'q"uote'}
+    assert json.loads(by[("r1", 2)]["row_json"]) == {"x": None, "c": None}  # NaN: null
+    assert json.loads(by[("r2", 0)]["row_json"]) == {"y": 7}
+    assert json.loads(by[("r2", 1)]["prediction_json"]) == {"prediction": 0.5, "scores": None}
+    assert json.loads(by[("r3", 0)]["row_json"]) == {"x": 3.0, "c": "s"}
+    assert json.loads(by[("r3", 0)]["prediction_json"]) == 0
+    assert json.loads(by[("r4", 0)]["row_json"]) == {"x": 1.0, "c": "p"}
+    assert [by[("r1", i)]["version"] for i in range(3)] == ["1", "1", "1"]
+
+
 def test_read_predictions_of_an_empty_root_is_an_empty_table(tmp_path: Path) -> None:
     got = read_predictions(str(tmp_path / "nothing-yet"))
     assert got.num_rows == 0
