@@ -1122,6 +1122,9 @@ class MonitorConfig(_Validated):
         warm_start: The previous sweep's best configs tried first (0: none).
         train_partitions: Train on the newest this many partitions of the file sources; null:
             on all of them.
+        canary_timeout_s: A candidate the app's canary judge has not decided on this long
+            after its registration (no traffic, no feedback) is taken back (its `candidate`
+            alias removed, the reason in the audit log), so later triggers can act.
     """
 
     _group = "monitor"
@@ -1144,6 +1147,7 @@ class MonitorConfig(_Validated):
     retrain_num_samples: int | None = None
     warm_start: int = 3
     train_partitions: int | None = None
+    canary_timeout_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.serve_url is not None:
@@ -1163,6 +1167,7 @@ class MonitorConfig(_Validated):
         self._optional_at_least("retrain_num_samples", 1)
         self._at_least("warm_start", 0)
         self._optional_at_least("train_partitions", 1)
+        self._positive("canary_timeout_s")
 
 
 # --------------------------------------------------------------------------------------- run

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,7 @@ class MonitorLedger:
             self.data = {
                 "format": LEDGER_FORMAT,
                 "format_version": _VERSION,
+                "id": uuid.uuid4().hex[:6],  # names this ledger's retrain runs
                 "name": name,
                 "model": model,
                 "started_at": now_iso(),

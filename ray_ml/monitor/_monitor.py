@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import signal
 import threading
@@ -53,6 +54,7 @@ from ray_ml.monitor._triggers import (
 __all__ = ["Monitor", "run_monitor", "run_monitor_job"]
 
 _NOT_FILES = ("sklearn://", "synthetic://")
+MAX_RESUMES = 3  # a retrain killed this many times is given up (it would die again)
 
 
 def _say(msg: str) -> None:
@@ -71,6 +73,33 @@ def _partition_uris(source: str) -> list[str]:
     if scheme == "file://":
         scheme = ""
     return [f"{scheme}{p}" for p in found.paths]
+
+
+def _hold_lock(folder: Path) -> Any:
+    """An exclusive lock on `folder`, held while the returned file stays open.
+
+    Two monitors of one experiment (a cron tick while the last one still retrains) would both
+    resume the same retrain and register twice; the second one stops here instead.
+    """
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    f = (folder / ".lock").open("a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise RayMLError(
+            f"another monitor ({holder}) is running for this experiment ({folder}). Fix: wait "
+            "for it (or stop it) before starting one more; a cron entry should use "
+            "`flock -n` or a longer period than one retrain."
+        ) from None
+    f.truncate(0)
+    f.write(f"pid {os.getpid()}")
+    f.flush()
+    return f
 
 
 def _quarantine_name(uri: str) -> str:
@@ -98,6 +127,7 @@ class Monitor:
             "/"
         )
         self.folder = self.storage / cfg.name / "monitor"
+        self._lock = _hold_lock(self.folder)  # one monitor per experiment, for its lifetime
         self.ledger = MonitorLedger(
             self.folder, cfg.name, self.model, cfg.monitor.monthly_budget_usd
         )
@@ -181,13 +211,22 @@ class Monitor:
         contract = Contract.load(self.contract_path)
         for uri in new:
             quarantine = self.folder / "quarantine" / _quarantine_name(uri)
-            checked = check_sources(
-                [uri],
-                contract,
-                quarantine_dir=str(quarantine),
-                max_reject_rate=1.0,
-                raise_on_failure=False,
-            )
+            try:
+                checked = check_sources(
+                    [uri],
+                    contract,
+                    quarantine_dir=str(quarantine),
+                    max_reject_rate=1.0,
+                    raise_on_failure=False,
+                )
+            except Exception as exc:  # a file half-written, corrupt or gone: recorded, not fatal
+                error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                self.ledger.add_partition(
+                    uri, {"baseline": False, "rows_ok": 0, "rows_in": None, "error": error}
+                )
+                self.ledger.save()
+                _say(f"new partition {uri} cannot be read ({error}); left out of training")
+                continue
             r = checked.report
             self.ledger.add_partition(
                 uri,
@@ -269,8 +308,13 @@ class Monitor:
         retrain = self.ledger.retrain_of(flight["id"])
         assert retrain is not None
         version = int(retrain["version"])
+        served_alias = self.cfg.serve.alias or "production"
         for entry in self.registry.audit(self.model):
-            promoted = entry.action == "promote" and entry.to_version == version
+            promoted = (
+                entry.action == "promote"
+                and entry.to_version == version
+                and entry.alias == served_alias
+            )
             dropped = (
                 entry.action in ("delete_alias", "set_alias", "rollback")
                 and entry.alias == "candidate"
@@ -279,13 +323,32 @@ class Monitor:
             )
             if promoted or dropped:
                 action = "promote" if promoted else "rollback"
-                retrain["canary"] = {"action": action, "reason": entry.reason, "at": entry.time}
+                reason = entry.reason
+                if entry.action == "set_alias":  # another registration took `candidate`
+                    reason = f"replaced as candidate by v{entry.to_version}: {entry.reason}"
+                retrain["canary"] = {"action": action, "reason": reason, "at": entry.time}
                 status = "promoted" if promoted else "rolled_back"
-                self.ledger.set_status(flight["id"], status, entry.reason)
+                self.ledger.set_status(flight["id"], status, reason)
                 self.ledger.save()
-                _say(f"candidate v{version} {status.replace('_', ' ')}: {entry.reason}")
+                _say(f"candidate v{version} {status.replace('_', ' ')}: {reason}")
                 self._refresh_report()
                 return
+        waited = (datetime.now(UTC) - datetime.fromisoformat(retrain["ended_at"])).total_seconds()
+        timeout = self.cfg.monitor.canary_timeout_s
+        if waited > timeout:
+            # No decision (no traffic, no feedback, or the app serves something else): the
+            # monitor takes the candidate back rather than hold every later trigger forever.
+            why = (
+                f"monitor: canary of v{version} undecided after {waited:.0f} s "
+                f"(monitor.canary_timeout_s={timeout:g})"
+            )
+            if self.registry.aliases(self.model).get("candidate") == version:
+                self.registry.delete_alias(self.model, "candidate", reason=why)
+            retrain["canary"] = {"action": "rollback", "reason": why, "at": now_iso()}
+            self.ledger.set_status(flight["id"], "rolled_back", why)
+            self.ledger.save()
+            _say(why)
+            return
         if models is not None and models.get("canary") is not None:
             stats = models.get("canary_stats") or {}
             n = (stats.get("canary") or {}).get("requests")
@@ -343,10 +406,14 @@ class Monitor:
         retrain = self.ledger.retrain_of(trigger["id"])
         resume = retrain is not None
         if retrain is None:
-            run = f"{self.cfg.name}-retrain-{trigger['id']}"
+            # The ledger's own id in the name: a fresh ledger never reuses an old run's folders.
+            run = f"{self.cfg.name}-retrain-{self.ledger.data['id']}-{trigger['id']}"
             month = month_of(now_iso())
             left = m.monthly_budget_usd - self.ledger.spent(month)
-            warm = warm_start_points(self._previous_leaderboard(), self.space, m.warm_start)
+            samples = m.retrain_num_samples or self.cfg.tune.num_samples
+            # At least one trial of the retrain explores beyond the previous sweep's best.
+            k = min(m.warm_start, samples - 1)
+            warm = warm_start_points(self._previous_leaderboard(), self.space, k)
             retrain = {
                 "trigger": trigger["id"],
                 "run": run,
@@ -365,6 +432,18 @@ class Monitor:
             }
             self.ledger.retrains.append(retrain)
         else:
+            if int(retrain["resumes"]) >= MAX_RESUMES:
+                retrain["ended_at"] = now_iso()
+                self._book_books(retrain)
+                self.ledger.set_status(
+                    trigger["id"],
+                    "failed",
+                    f"the retrain was interrupted {MAX_RESUMES + 1} times (killed or out of "
+                    f"memory?); given up. See {self.storage / retrain['run'] / 'logs'}.",
+                )
+                self.ledger.save()
+                _say(f"retrain for {trigger['id']} given up after {MAX_RESUMES} resumes")
+                return
             retrain["resumes"] = int(retrain["resumes"]) + 1
         self.ledger.set_status(trigger["id"], "retraining")
         self.ledger.save()  # before the sweep: a kill from here on resumes this retrain
@@ -379,6 +458,7 @@ class Monitor:
                 summary = self._sweep(trigger, retrain, resume)
             except Exception as exc:  # the monitor lives on; the ledger says what failed
                 retrain["ended_at"] = now_iso()
+                self._book_books(retrain)  # what the trials spent before it failed
                 self.ledger.set_status(
                     trigger["id"], "failed", f"{type(exc).__name__}: {str(exc)[:500]}"
                 )
@@ -398,10 +478,33 @@ class Monitor:
                 summary: dict[str, Any] = (
                     json.loads(layout.summary.read_text()) if layout.summary.is_file() else {}
                 )
-                summary.setdefault("best", {})
+                if summary.get("cost_usd") is None:  # killed before the summary: the books
+                    summary["cost_usd"] = self._books_usd(retrain["run"])
                 summary["registered"] = {"model": self.model, "version": v.version}
+                if self.registry.aliases(self.model).get("candidate") != v.version:
+                    # Killed between publishing the version and pointing `candidate` at it.
+                    self.registry.set_alias(self.model, "candidate", v.version, reason=v.reason)
                 return summary
         return None
+
+    def _books_usd(self, run: str) -> float | None:
+        """What a sweep's trials were billed, from its books on disk (None without books)."""
+        from ray_ml.cost import CostMeter, PriceCatalog
+        from ray_ml.tune import SweepLayout
+
+        state = SweepLayout(self.storage, run).state
+        if not state.is_file():
+            return None
+        snapshot = json.loads(state.read_text())["meter"]
+        meter = CostMeter.restore(PriceCatalog.from_config(self.cfg.cost), snapshot)
+        return round(meter.total().billed_usd, 6)
+
+    def _book_books(self, retrain: dict[str, Any]) -> None:
+        """Book a retrain that ended without a summary at what its books say it spent."""
+        cost = self._books_usd(retrain["run"])
+        if cost is not None and retrain.get("cost_usd") is None:
+            retrain["cost_usd"] = cost
+            self.ledger.book(cost, retrain["started_at"])
 
     def _sweep(self, trigger: dict[str, Any], retrain: dict[str, Any], resume: bool) -> Any:
         from ray_ml.tune import run_sweep

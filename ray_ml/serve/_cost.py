@@ -3,7 +3,7 @@
 The state deployment feeds `ServingCost` every replica flush (the replica's id and the rows it
 answered since its last flush); a replica counts as live while it flushed within `live_s`.
 Each replica is billed for the time between its consecutive flushes (a gap longer than
-`live_s` is a replica that was gone), so an autoscaled app is billed for the replicas it held,
+`bill_gap_s` is a replica that was gone), so an autoscaled app is billed for the replicas it held,
 when it held them. Pure Python: no Ray.
 """
 
@@ -23,7 +23,10 @@ class ServingCost:
     Args:
         usd_per_replica_hour: One replica's resources at the catalog's unit prices
             (`PriceCatalog.price_of({"CPU": num_cpus_per_replica, "GPU": ...})`).
-        live_s: A replica that has not flushed for this long no longer counts.
+        live_s: A replica that has not flushed for this long no longer counts as live.
+        bill_gap_s: A gap between two flushes of one replica up to this long is billed (a
+            replica busy loading a model flushes late, but is held all the while); a longer
+            gap is a replica that was gone.
         clock: Seconds, monotonic (tests pass their own).
 
     Raises:
@@ -34,6 +37,7 @@ class ServingCost:
         self,
         usd_per_replica_hour: float,
         live_s: float = 2.0,
+        bill_gap_s: float = 60.0,
         clock: Any = time.monotonic,
     ) -> None:
         if not (math.isfinite(usd_per_replica_hour) and usd_per_replica_hour >= 0):
@@ -45,6 +49,7 @@ class ServingCost:
             raise ValueError(f"live_s must be positive, but got live_s={live_s!r}.")
         self.usd_per_replica_hour = float(usd_per_replica_hour)
         self.live_s = float(live_s)
+        self.bill_gap_s = max(float(bill_gap_s), self.live_s)
         self._clock = clock
         self._lock = threading.Lock()
         self._seen: dict[str, float] = {}  # replica id -> last flush
@@ -57,7 +62,7 @@ class ServingCost:
             now = self._clock()
             rid = str(replica_id)
             last = self._seen.get(rid)
-            if last is not None and now - last <= self.live_s:
+            if last is not None and now - last <= self.bill_gap_s:
                 # Held since its last flush; after a longer gap it restarts from now.
                 self._usd += self.usd_per_replica_hour * (now - last) / 3600
             self._seen[rid] = now

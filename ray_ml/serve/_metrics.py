@@ -162,8 +162,8 @@ class ServeMetrics:
     * `ray_ml_serve_feedback_rejected_total{code}`: feedback requests answered with a 4xx
     * `ray_ml_serve_live_quality{version, metric}` and `ray_ml_serve_live_quality_alert{version}`
       (0/1), gauges from the latest `set_quality` status (`LiveQuality.status`).
-    * `ray_ml_serve_replicas`, `ray_ml_serve_cost_usd_per_hour`, `ray_ml_serve_cost_usd` (a
-      counter: dollars since the app started) and `ray_ml_serve_cost_usd_per_1k_predictions`,
+    * `ray_ml_serve_replicas`, `ray_ml_serve_cost_usd_per_hour`, `ray_ml_serve_cost_usd_total`
+      (a counter: dollars since the app started) and `ray_ml_serve_cost_usd_per_1k_predictions`,
       from the latest `set_serving_cost` (`ServingCost.snapshot`).
     """
 

@@ -21,7 +21,7 @@ from ray_ml.serve._validate import RequestLimits
 if TYPE_CHECKING:
     from ray_ml.config import RunConfig, ServeConfig
 
-__all__ = ["ServeSpec", "resolve_routing", "same_routes", "serve_spec"]
+__all__ = ["ServeSpec", "replica_price", "resolve_routing", "same_routes", "serve_spec"]
 
 
 @dataclass(frozen=True)
@@ -96,15 +96,29 @@ def serve_spec(cfg: RunConfig, token: str | None) -> ServeSpec:
     if s.prediction_log is not None and "://" not in s.prediction_log:
         # replicas run in other processes (and folders): a local log path is made absolute
         s = dataclasses.replace(s, prediction_log=str(Path(s.prediction_log).resolve()))
-    from ray_ml.cost import PriceCatalog
-
-    replica = {"CPU": s.num_cpus_per_replica, "GPU": s.num_gpus_per_replica}
     return ServeSpec(
         config=s,
         model=s.model or cfg.name,
         token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None,
-        usd_per_replica_hour=PriceCatalog.from_config(cfg.cost).price_of(replica),
+        usd_per_replica_hour=replica_price(cfg),
     )
+
+
+def replica_price(cfg: RunConfig) -> float:
+    """USD per hour of one replica's CPUs and GPUs at the `cost` catalog's prices: on
+    `cost.default_node_type`, or, for GPU replicas when that type has no GPUs, on the catalog's
+    first node type with GPUs (training prices its GPUs the same way only when told to)."""
+    from ray_ml.cost import PriceCatalog
+
+    s = cfg.serve
+    catalog = PriceCatalog.from_config(cfg.cost)
+    replica = {"CPU": s.num_cpus_per_replica, "GPU": s.num_gpus_per_replica}
+    node_type = None
+    if s.num_gpus_per_replica > 0 and catalog.node().node.gpus == 0:
+        node_type = next(
+            (n for n in catalog.node_type_names if catalog.node(n).node.gpus > 0), None
+        )
+    return catalog.price_of(replica, node_type=node_type)
 
 
 def resolve_routing(spec: ServeSpec, revision: int = 0) -> dict[str, Any]:

@@ -339,6 +339,17 @@ class Param:
             return tune.choice(categories)
         return tune.grid_search(categories)
 
+    def contains(self, value: Any) -> bool:
+        """Whether `value` (as `to_tune` encodes it, e.g. from a leaderboard) is in the domain."""
+        if self.kind in _RANGE_KINDS:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return False
+            low, high, _ = self._bounds()
+            if self.kind is DomainKind.integer and float(value) != int(value):
+                return False
+            return bool(low <= value <= high)
+        return any(value == c and type(value) is type(c) for c in map(_encode, self.values))
+
     def _bounds(self) -> tuple[float, float, float]:
         # `SearchSpace.from_dict` always sets them; a hand-built Param may not have.
         needs_q = _RANGE_KINDS[self.kind] == 3

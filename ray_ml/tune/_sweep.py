@@ -182,7 +182,8 @@ def _trial_resources(base: RunConfig) -> Any:
     return resources
 
 
-def _searcher(cfg: RunConfig, space: SearchSpace, warm: list[dict[str, Any]]) -> Any:
+def _searcher(cfg: RunConfig, space: SearchSpace, warm: list[dict[str, Any]] | None = None) -> Any:
+    warm = list(warm or [])
     t = cfg.tune
     kind = t.searcher
     if kind in (Searcher.random, Searcher.grid):
@@ -224,7 +225,8 @@ def warm_start_points(leaderboard: str | Path, space: SearchSpace, k: int) -> li
 
     A warm start for the next sweep (`run_sweep(warm_start=...)`): rows ranked by the
     leaderboard (eligible trials only, best first), their tuned keys read back as the search
-    space encodes them. Rows of another space (a key missing) are left out; a missing
+    space encodes them. Rows that do not fit `space` (a key missing, or a value outside its
+    domain since the space was edited: Optuna would refuse it) are left out; a missing
     leaderboard gives none.
     """
     import pyarrow.parquet as pq
@@ -235,7 +237,7 @@ def warm_start_points(leaderboard: str | Path, space: SearchSpace, k: int) -> li
     rows = pq.read_table(path).to_pylist()
     points: list[dict[str, Any]] = []
     for row in sorted((r for r in rows if r.get("rank") is not None), key=lambda r: r["rank"]):
-        if not all(key in row and row[key] is not None for key in space.keys):
+        if not all(key in row and space.params[key].contains(row[key]) for key in space.keys):
             continue
         point = {key: row[key] for key in space.keys}
         if point not in points:
