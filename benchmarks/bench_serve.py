@@ -171,8 +171,14 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
         "what the log costs",
         {},
     ),
+    "haproxy_accesslog": (
+        "HAProxy as ray_ml's default, with Serve's per-request access log on "
+        "(serve.access_log=true): what that log costs",
+        {},
+    ),
 }
 NO_LOG = {"haproxy_nolog"}  # variants serving with serve.prediction_log=null
+ACCESS_LOG = {"haproxy_accesslog"}  # variants serving with serve.access_log=true
 
 
 def _variant_env(variant: str) -> dict[str, str]:
@@ -226,6 +232,7 @@ def _child(args: argparse.Namespace, bundle: Path, body: str) -> None:
                     "serve.num_cpus_per_replica=1",
                     f"serve.max_batch_size={batch}",
                     *(["serve.prediction_log=null"] if args.child in NO_LOG else []),
+                    *(["serve.access_log=true"] if args.child in ACCESS_LOG else []),
                     *(
                         [f"serve.batch_wait_timeout_s={args.batch_wait_ms / 1000}"]
                         if args.batch_wait_ms is not None

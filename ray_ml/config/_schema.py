@@ -892,6 +892,8 @@ class ServeConfig(_Validated):
             requests answered since the canary started) before the canary is judged; 0 judges
             on errors and latency alone once `canary_min_requests` are in, and on live quality
             too when both already have `quality_min_labels` labels.
+        access_log: Serve's own access-log line for every request in the replica's log
+            (off by default: it costs every request time, and `/metrics` counts requests).
         canary_max_quality_drop: How much worse than the stable version the canary's live
             primary metric (accuracy; RMSE for regression) may be, on the same window, before
             it is rolled back.
@@ -939,6 +941,7 @@ class ServeConfig(_Validated):
     max_feedback_labels: int = 10_000
     canary_min_labels: int = 0
     canary_max_quality_drop: float = 0.02
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         self._non_empty("host")

@@ -101,6 +101,9 @@ def build_app(
         },
         "max_ongoing_requests": max(s.max_ongoing_requests, s.max_batch_size),
         "health_check_period_s": 2,
+        # Serve's own line per request costs the replica time on every call; /metrics already
+        # counts each request by version, role and status.
+        "logging_config": {"enable_access_log": s.access_log},
     }
     if s.autoscaling:
         options["autoscaling_config"] = {

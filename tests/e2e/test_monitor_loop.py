@@ -4,7 +4,7 @@ over HTTP, `python -m jobs.monitor` as a process, the registry and storage on di
 v1 learns `y = x1 > 0`. Then the world changes to `y = x1 < 0`: live traffic with feedback
 labels makes v1's accuracy collapse (a quality alert), and a partition of the new world lands.
 The monitor checks it (its bad rows quarantined), retrains on it, and is SIGKILLed in the middle
-of that retrain: restarted, it resumes the same retrain and registers one version for the one
+of that retrain: restarted (as `ray-ml monitor`), it resumes the same retrain and registers one version for the one
 trigger. v2 goes to canary, is better on live feedback and is promoted. Then a partition of the
 old world lands: its retrain (v3) is worse on live feedback and is rolled back. Every decision
 is in the ledger and the registry's audit log with its reason; no request fails throughout.
@@ -172,10 +172,14 @@ def test_the_loop_retrains_resumes_after_a_kill_promotes_better_and_rolls_back_w
         logs = tmp_path / "monitor-logs"
         logs.mkdir()
 
-        def start_monitor() -> subprocess.Popen[str]:
+        def start_monitor(cli: bool = False) -> subprocess.Popen[str]:
+            """`python -m jobs.monitor`, or the same through the console script's verb."""
             n = len(list(logs.iterdir())) // 2
+            args = monitor_args
+            if cli:
+                args = [sys.executable, "-m", "ray_ml.cli", "monitor", *monitor_args[3:]]
             return subprocess.Popen(
-                monitor_args,
+                args,
                 cwd=REPO,
                 env=head.env,
                 stdout=(logs / f"out{n}.txt").open("w"),
@@ -212,7 +216,7 @@ def test_the_loop_retrains_resumes_after_a_kill_promotes_better_and_rolls_back_w
             time.sleep(1.5)  # Tune saves its experiment state every second
             _kill(monitor)
             assert _ledger(storage)["triggers"][0]["status"] == "retraining"
-            monitor = start_monitor()
+            monitor = start_monitor(cli=True)  # `ray-ml monitor ...` resumes it
 
             def first_decided() -> Any:
                 triggers = _ledger(storage).get("triggers") or []

@@ -100,6 +100,10 @@ def test_build_app_loads_the_stable_version_with_the_injected_loader() -> None:
     assert routing["canary"] is None
     assert loader.loaded == ["bundle:toy"]  # once in the driver: a bad bundle fails here
     assert type(app).__name__ == "Application"
+    # Serve's per-request access log is off unless asked for (it costs every request time).
+    assert app._bound_deployment.logging_config["enable_access_log"] is False
+    on, _ = build_app(_cfg("serve.access_log=true"), token=TOKEN, loader=FakeLoader())
+    assert on._bound_deployment.logging_config["enable_access_log"] is True
 
 
 def _request(body: bytes, token: str | None = TOKEN, *, chunked: bool = False) -> Request:
