@@ -67,8 +67,10 @@ def _partition_uris(source: str) -> list[str]:
 
     try:
         found = resolve_files(source)
-    except SourceError:
-        return []  # a landing prefix with nothing in it yet
+    except SourceError as exc:
+        if "no such file" in str(exc) or "matched no data files" in str(exc):
+            return []  # a landing prefix with nothing in it yet
+        raise  # e.g. mixed formats under one prefix: the message says how to fix it
     scheme = source.split("://", 1)[0] + "://" if "://" in source else ""
     if scheme == "file://":
         scheme = ""

@@ -380,3 +380,21 @@ def test_a_replica_that_flushes_late_is_billed_and_a_gone_one_is_not() -> None:
     clock.now = 120.0  # gone for 100 s, then a new life
     cost.observe("a")
     assert cost.snapshot()["usd_total"] == pytest.approx(0.020)
+
+
+def test_partitions_are_listed_once_complete_and_a_bad_prefix_says_why(tmp_path: Path) -> None:
+    from ray_ml.errors import SourceError
+    from ray_ml.monitor._monitor import _partition_uris
+
+    landing = tmp_path / "landing"
+    assert _partition_uris(str(landing)) == []  # not there yet
+    landing.mkdir()
+    assert _partition_uris(str(landing)) == []  # empty
+    (landing / ".part-1.csv.tmp").write_text("x\n1\n")  # still being written
+    (landing / "_part-2.csv").write_text("x\n1\n")
+    assert _partition_uris(str(landing)) == []
+    (landing / "part-0.csv").write_text("x\n1\n")
+    assert _partition_uris(str(landing)) == [str(landing / "part-0.csv")]
+    (landing / "part-1.parquet").write_bytes(b"PAR1")
+    with pytest.raises(SourceError, match="mixes formats"):
+        _partition_uris(str(landing))
