@@ -255,38 +255,9 @@ def _child(args: argparse.Namespace, bundle: Path, body: str) -> None:
     Path(args.child_out).write_text(json.dumps(out))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--requests", type=int, default=300, help="sequential requests (c=1)")
-    ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--seconds", type=float, default=15.0, help="seconds per concurrent phase")
-    ap.add_argument(
-        "--batch-wait-ms", type=float, default=None, help="serve.batch_wait_timeout_s, in ms"
-    )
-    ap.add_argument(
-        "--variants",
-        nargs="+",
-        choices=sorted(VARIANTS),
-        default=list(VARIANTS),
-        help="ingress variants of the Serve app to measure",
-    )
-    ap.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
-    ap.add_argument("--bundle", help=argparse.SUPPRESS)
-    ap.add_argument("--child-out", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    os.environ.setdefault("RAY_ML_PROGRESS", "0")
-    sys.path.insert(0, str(REPO))
-    from tests._bundles import make_bundle, rows
-
-    if args.child:
-        _child(args, Path(args.bundle), json.dumps({"rows": rows(1)}))
-        return
-
-    tmp = Path(tempfile.mkdtemp(prefix="bench_serve_"))
-    bundle = make_bundle(tmp / "bundle", hidden=(256, 256))
-    body = json.dumps({"rows": rows(1)})
+def _round(args: argparse.Namespace, tmp: Path, bundle: Path, body: str, i: int) -> dict[str, Any]:
+    """One round: plain uvicorn, then the Serve app per variant; results and ratios."""
     results: dict[str, Any] = {}
-
     # 1. plain uvicorn, in its own process
     port = _free_port()
     env = {**os.environ, "BENCH_BUNDLE": str(bundle), "BENCH_TOKEN": TOKEN}
@@ -316,7 +287,7 @@ def main() -> None:
     # 2. and 3. the Serve app, batched then unbatched, once per ingress variant; each variant in
     # its own process with its own embedded Ray (Serve reads these switches at import time)
     for variant in args.variants:
-        out_json = tmp / f"{variant}.json"
+        out_json = tmp / f"{variant}-{i}.json"
         child = [sys.executable, "-m", "benchmarks.bench_serve", "--child", variant]
         child += ["--bundle", str(bundle), "--child-out", str(out_json)]
         child += ["--requests", str(args.requests), "--concurrency", str(args.concurrency)]
@@ -343,6 +314,54 @@ def main() -> None:
             f"batched_over_unbatched_throughput_{c}": batched[c]["throughput_rps"]
             / unbatched[c]["throughput_rps"],
         }
+    return {"results": results, "ratios": ratios}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=300, help="sequential requests (c=1)")
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=15.0, help="seconds per concurrent phase")
+    ap.add_argument(
+        "--batch-wait-ms", type=float, default=None, help="serve.batch_wait_timeout_s, in ms"
+    )
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        choices=sorted(VARIANTS),
+        default=list(VARIANTS),
+        help="ingress variants of the Serve app to measure",
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="interleaved rounds; ratios are their medians"
+    )
+    ap.add_argument("--child", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    ap.add_argument("--bundle", help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    os.environ.setdefault("RAY_ML_PROGRESS", "0")
+    sys.path.insert(0, str(REPO))
+    from tests._bundles import make_bundle, rows
+
+    if args.child:
+        _child(args, Path(args.bundle), json.dumps({"rows": rows(1)}))
+        return
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_serve_"))
+    bundle = make_bundle(tmp / "bundle", hidden=(256, 256))
+    body = json.dumps({"rows": rows(1)})
+    # Rounds interleave everything (plain, then each variant) so that a slow spell of a shared
+    # machine hits every server alike; each ratio is reported as its median over the rounds.
+    rounds = [_round(args, tmp, bundle, body, i) for i in range(args.rounds)]
+    c = f"c{args.concurrency}"
+    ratios: dict[str, Any] = {
+        variant: {
+            key: float(np.median([r["ratios"][variant][key] for r in rounds]))
+            for key in rounds[0]["ratios"][variant]
+        }
+        for variant in args.variants
+    }
+    results = rounds[-1]["results"]
     out = {
         "benchmark": "bench_serve",
         "command": "python -m benchmarks.bench_serve " + " ".join(sys.argv[1:]),
@@ -354,8 +373,12 @@ def main() -> None:
         },
         "variants": {v: VARIANTS[v][0] for v in args.variants},
         "batch_wait_timeout_s": args.batch_wait_ms / 1000 if args.batch_wait_ms else None,
+        "note": "ratios are medians over the interleaved rounds; results are the last round's",
+        "rounds": args.rounds,
         "ratios": ratios,
+        "ratios_by_round": [r["ratios"] for r in rounds],
         "results": results,
+        "results_by_round": [r["results"] for r in rounds],
         **environment(("ray", "fastapi", "uvicorn", "torch", "requests")),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
