@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from ray_ml.config import RunConfig, ServeConfig
 
 __all__ = ["ServeSpec", "replica_price", "resolve_routing", "same_routes", "serve_spec"]
+
+logger = logging.getLogger("ray.serve")
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,12 @@ def replica_price(cfg: RunConfig) -> float:
         node_type = next(
             (n for n in catalog.node_type_names if catalog.node(n).node.gpus > 0), None
         )
+        if node_type is None:  # no GPU prices at all: serving must not fail for want of them
+            logger.warning(
+                "ray_ml serve: the cost catalog prices no GPUs, so serving dollars count the "
+                "replicas' CPUs only; add a node type with GPUs to cost.node_types"
+            )
+            replica["GPU"] = 0.0
     return catalog.price_of(replica, node_type=node_type)
 
 

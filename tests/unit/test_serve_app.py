@@ -362,3 +362,31 @@ def test_a_request_alone_does_not_wait_for_a_batch() -> None:
     alone, together, both = asyncio.run(scenario())
     assert alone < 1.0 <= together  # alone: no 2 s wait; in company: the batch waits to fill
     assert [r.status_code for r in both] == [200, 200]
+
+
+def test_gpu_replicas_are_priced_on_a_gpu_node_type_and_never_block_serving() -> None:
+    import dataclasses
+
+    from ray_ml.config import NodeTypeConfig
+    from ray_ml.serve._routing import replica_price
+
+    cfg = _cfg("serve.num_gpus_per_replica=1", "serve.num_cpus_per_replica=1")
+    assert replica_price(cfg) > replica_price(_cfg("serve.num_cpus_per_replica=1"))
+    cpu_only = dataclasses.replace(
+        cfg,
+        cost=dataclasses.replace(
+            cfg.cost,
+            node_types=[
+                NodeTypeConfig(
+                    name="c",
+                    cpus=4,
+                    memory_gb=16,
+                    on_demand_usd_per_hour=0.2,
+                    spot_usd_per_hour=0.1,
+                    prices_read_on="2026-12-01",
+                )
+            ],
+            default_node_type="c",
+        ),
+    )
+    assert replica_price(cpu_only) == pytest.approx(0.05)  # the CPU; no GPU price exists
