@@ -270,6 +270,30 @@ def _trial(row: Mapping[str, Any], metric: str, has_rank: bool) -> Trial:
     )
 
 
+def _json_lines(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The JSON objects of a JSON-lines file, and how many lines were not one (a writer
+    killed mid-line leaves half a line). Blank lines are skipped.
+
+    Raises:
+        OSError: The file cannot be read.
+    """
+    records: list[dict[str, Any]] = []
+    bad = 0
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad += 1
+    return records, bad
+
+
 # ------------------------------------------------------------------------ tune events
 def _read_events(exp: Experiment, known: set[str]) -> None:
     """Tune's result.json lines of every trial folder, keeping what the report plots."""
@@ -285,19 +309,13 @@ def _read_events(exp: Experiment, known: set[str]) -> None:
     stale: set[str] = set()
     for path in files:
         try:
-            lines = path.read_text(errors="replace").splitlines()
+            reports, bad = _json_lines(path)
         except OSError:
             bad_lines += 1
             continue
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                report = json.loads(line)
-            except json.JSONDecodeError:
-                bad_lines += 1  # a trial killed mid-write leaves half a line
-                continue
-            if not isinstance(report, dict) or report.get("trial_id") is None:
+        bad_lines += bad
+        for report in reports:
+            if report.get("trial_id") is None:
                 bad_lines += 1
                 continue
             trial_id = str(report["trial_id"])
@@ -354,24 +372,10 @@ def _read_monitor(exp: Experiment) -> None:
         exp.problems["monitor_history"] = f"{path} does not exist"
         return
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        history, bad = _json_lines(path)
     except OSError as exc:
         exp.problems["monitor_history"] = f"{path} could not be read ({type(exc).__name__}: {exc})"
         return
-    history: list[dict[str, Any]] = []
-    bad = 0
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            tick = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1  # a monitor killed mid-write leaves half a line
-            continue
-        if isinstance(tick, dict):
-            history.append(tick)
-        else:
-            bad += 1
     exp.monitor_history = history
     exp.monitor_skipped_lines = bad
     exp.sources["monitor_history"] = f"{path} ({len(history)} lines)"
