@@ -535,7 +535,8 @@ class SweepBooks:
             restarts=cost.restarts if cost else 0,
             cpu_seconds=cost.cpu_seconds if cost else None,
             latency_ms=latency,
-            checkpoint=checkpoint or f.checkpoint,  # None while replaying (above)
+            # The books' is the last report's (Tune's can be one older, see `BooksCallback`).
+            checkpoint=f.checkpoint or checkpoint,
         )
 
     # ----------------------------------------------------------------------- persistence

@@ -18,10 +18,12 @@ objects the new driver's books.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback, Stopper
-from ray.tune.result import RESULT_DUPLICATE
+from ray.train.constants import CHECKPOINT_DIR_NAME
+from ray.tune.result import RESULT_DUPLICATE, SHOULD_CHECKPOINT
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import SearchAlgorithm
 
@@ -92,6 +94,14 @@ class BooksCallback(_Unpickled, Callback):
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
+        # A report with a checkpoint was persisted by the trial before the result was sent, but
+        # Tune registers it (`on_checkpoint`) only after a `save` round trip, which a stop of
+        # the sweep in the same step (the budget) throws away: the books take it from here.
+        name = result.get(CHECKPOINT_DIR_NAME)
+        storage = getattr(trial, "storage", None)
+        if name and result.get(SHOULD_CHECKPOINT) and storage is not None:
+            path = Path(storage.trial_fs_path, name).as_posix()  # `checkpoint_fs_path`
+            self.books.on_checkpoint(trial.trial_id, path)
         self._progress(trials)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
