@@ -21,8 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ray.tune import Callback, Stopper
 from ray.train.constants import CHECKPOINT_DIR_NAME
+from ray.tune import Callback, Stopper
 from ray.tune.result import RESULT_DUPLICATE, SHOULD_CHECKPOINT
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import SearchAlgorithm
