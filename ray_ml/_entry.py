@@ -95,7 +95,11 @@ def _check_shared(path: str, nodes: list[dict[str, Any]]) -> None:
         seen = ray.get(refs, timeout=120)
     finally:
         os.remove(marker)
-    blind = [n.get("NodeManagerAddress", n["NodeID"]) for n, ok in zip(others, seen, strict=True) if not ok]
+    blind = [
+        n.get("NodeManagerAddress", n["NodeID"])
+        for n, ok in zip(others, seen, strict=True)
+        if not ok
+    ]
     if blind:
         raise ConfigError(
             f"storage_path={path!r} is not shared: nodes {blind} do not see files this job "

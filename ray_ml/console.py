@@ -221,9 +221,7 @@ class Console:
             return
         self.log_dir.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(self.log_dir / "driver.log", encoding="utf-8")
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(logging.INFO)  # Ray Data logs every operator's metrics at DEBUG
         self._file_handler = handler
         logging.captureWarnings(True)
@@ -386,7 +384,6 @@ def current_console() -> Console:
     if _CURRENT is None:
         _CURRENT = Console(None, verbose=True)
     return _CURRENT
-
 
 
 def usd(value: float) -> str:

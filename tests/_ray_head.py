@@ -203,14 +203,16 @@ def worker_node(head: Head, num_cpus: int = 1) -> Iterator[None]:
     try:
         auth = head.auth
         until(
-            lambda: sum(
-                1
-                for n in requests.get(
-                    f"{head.url}/api/v0/nodes", headers=auth, timeout=10
-                ).json()["data"]["result"]["result"]
-                if n["state"] == "ALIVE"
-            )
-            >= 2,
+            lambda: (
+                sum(
+                    1
+                    for n in requests.get(
+                        f"{head.url}/api/v0/nodes", headers=auth, timeout=10
+                    ).json()["data"]["result"]["result"]
+                    if n["state"] == "ALIVE"
+                )
+                >= 2
+            ),
             timeout_s=60,
         )
         yield

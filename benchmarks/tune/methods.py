@@ -86,6 +86,7 @@ class MethodContext:
         grace_period: Steps before a scheduler may stop a trial.
         reduction_factor: The halving rate of ASHA/HyperBand (and of top-k's selection).
         workers: Trials at once (the concurrency limit).
+        num_samples: Most trials of the sweep (Tune's `num_samples`); None: no limit.
     """
 
     seed: int
@@ -93,6 +94,7 @@ class MethodContext:
     grace_period: int
     reduction_factor: int
     workers: int
+    num_samples: int | None = None
 
 
 @dataclass(frozen=True)
@@ -478,7 +480,12 @@ def _cost_aware(table: Table, ctx: MethodContext) -> Policy:
     from ray_ml.tune import CostAwareSearcher
 
     searcher = CostAwareSearcher(
-        table.space, METRIC, table.mode, budget_usd=ctx.budget_usd, seed=ctx.seed
+        table.space,
+        METRIC,
+        table.mode,
+        budget_usd=ctx.budget_usd,
+        seed=ctx.seed,
+        horizon_trials=ctx.num_samples,  # as `run_sweep` passes `tune.num_samples`
     )
     return Policy(_limit(searcher, ctx), _asha(table, ctx), mode=table.mode)
 

@@ -306,7 +306,12 @@ def run_one(pc: ProtocolConfig, task: str, method: str, seed: int, scenario: str
         catalog = _catalog(pc.cost)
         stats = task_stats(table, catalog, pc.budget_trials)
         ctx = MethodContext(
-            seed, stats.budget_usd, pc.grace_period, pc.reduction_factor, pc.workers
+            seed,
+            stats.budget_usd,
+            pc.grace_period,
+            pc.reduction_factor,
+            pc.workers,
+            num_samples=pc.num_samples,
         )
         spot = scenario == "spot"
         cfg = ReplayConfig(

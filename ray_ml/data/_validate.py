@@ -151,7 +151,14 @@ def _settle_block(
     rewrites its own file, so no row is quarantined twice.
     """
     if table.num_rows == 0:  # a join or union can leave empty blocks without any columns
-        return {"rows": 0, "rejected": 0, "hash_ok": 0, "hash_bad": 0, "reasons": {}, "warnings": {}}
+        return {
+            "rows": 0,
+            "rejected": 0,
+            "hash_ok": 0,
+            "hash_bad": 0,
+            "reasons": {},
+            "warnings": {},
+        }
     stats = _block_stats(table)
     if quarantine is not None and stats["rejected"]:
         fs, path = quarantine

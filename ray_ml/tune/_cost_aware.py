@@ -24,10 +24,12 @@ low-cost start of CFO/BlendSearch (Wu et al., 2021):
    quarter small steps around the three best trials) are scored by
    `EI(x) / predicted_cost(x) ** alpha` with `alpha = max(0, 1 - spent / budget_usd)`: early on,
    improvement per dollar; as the budget runs out, plain expected improvement, so the last
-   dollars buy the best model rather than the cheapest experiment. Without `budget_usd`, alpha
-   cools over `horizon_trials` finished trials instead; with neither, alpha stays 1 (EI per
-   dollar throughout). Trials still running count with the worst observed metric ("constant
-   liar"), so concurrent suggestions spread out instead of piling on one point.
+   dollars buy the best model rather than the cheapest experiment. With `horizon_trials` (the
+   sweep's `num_samples`), alpha cools with the trials suggested too, by whichever of the two
+   runs out first: a sweep of cheap trials that would reach its last trial with most of the
+   budget unspent stops trading quality for cheapness. With neither, alpha stays 1. Trials
+   still running count with the worst observed metric ("constant liar"), so concurrent
+   suggestions spread out instead of piling on one point.
 
 Trials stopped early by the scheduler (ASHA, ...) reach `on_trial_complete` like finished ones:
 Tune marks a scheduler stop `done` too, so the searcher cannot tell them apart, and does not
@@ -233,8 +235,8 @@ class CostAwareSearcher(Searcher):
         seed: Seed; the same seed, space and results give the same suggestions.
         cost_hints: Extra or overriding cost hints, key -> +1 (bigger costs more) or -1 (bigger
             is cheaper), 0 to drop a default hint; keys must be in `space`.
-        horizon_trials: Without `budget_usd`, cool alpha from 1 to 0 over this many finished
-            trials (e.g. `tune.num_samples`).
+        horizon_trials: Cool alpha from 1 to 0 over this many suggested trials (e.g.
+            `tune.num_samples`); with `budget_usd` too, whichever runs out first cools it.
         points_to_evaluate: Configs to try first, before the initial design (a warm start from
             an earlier sweep's best), each giving every key of `space`.
 
@@ -432,12 +434,18 @@ class CostAwareSearcher(Searcher):
 
     @property
     def alpha(self) -> float:
-        """The cost exponent now: 1 (improvement per dollar) cooling to 0 (plain EI)."""
+        """The cost exponent now: 1 (improvement per dollar) cooling to 0 (plain EI).
+
+        It cools with whichever runs out first: the budget (dollars billed so far) or the
+        trial horizon (trials suggested so far). A sweep of cheap trials that will reach
+        `num_samples` with most of its budget left must stop paying for cheapness.
+        """
+        used = []
         if self._budget_usd is not None:
-            return max(0.0, 1.0 - self.spent_usd / self._budget_usd)
+            used.append(self.spent_usd / self._budget_usd)
         if self._horizon is not None:
-            return max(0.0, 1.0 - len(self._history) / self._horizon)
-        return 1.0
+            used.append(self._n_suggested / self._horizon)
+        return max(0.0, 1.0 - max(used)) if used else 1.0
 
     @property
     def history(self) -> list[dict[str, Any]]:

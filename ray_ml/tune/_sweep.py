@@ -197,6 +197,7 @@ def _searcher(cfg: RunConfig, space: SearchSpace, warm: list[dict[str, Any]] | N
             str(t.mode),
             budget_usd=t.budget_usd,
             seed=cfg.seed,
+            horizon_trials=t.num_samples,  # alpha cools with the budget or the trials, first
             points_to_evaluate=warm,
         )
     from ray.tune.search.optuna import OptunaSearch

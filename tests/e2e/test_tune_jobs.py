@@ -54,9 +54,7 @@ def test_killed_sweep_driver_resumes_without_rerunning_finished_trials(tmp_path:
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
-    finished = {
-        tid for tid, f in json.loads(state.read_text())["facts"].items() if f["ended"]
-    }
+    finished = {tid for tid, f in json.loads(state.read_text())["facts"].items() if f["ended"]}
     lines_before = _result_lines(tmp_path)
 
     res = run(*args, "tune.resume=true")

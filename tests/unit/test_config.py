@@ -45,7 +45,18 @@ from ray_ml.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 
-GROUPS = ["data", "model", "train", "scaling", "tune", "cost", "serve", "cluster", "tracking", "monitor"]
+GROUPS = [
+    "data",
+    "model",
+    "train",
+    "scaling",
+    "tune",
+    "cost",
+    "serve",
+    "cluster",
+    "tracking",
+    "monitor",
+]
 OVERLAYS = ["experiment", "debug"]
 PRIMARIES = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
 # Options that are only valid together with another choice; composing them alone must fail.

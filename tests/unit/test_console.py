@@ -87,7 +87,10 @@ def test_quiet_worker_lines_go_to_the_log_and_progress_lines_to_the_bar(
     )
     con.close()
     log = (tmp_path / "workers.log").read_text()
-    assert log == "(RayTrainWorker pid=4242, ip=10.0.0.1) Reporting training result 3: TrainingReport(...)\n"
+    assert (
+        log
+        == "(RayTrainWorker pid=4242, ip=10.0.0.1) Reporting training result 3: TrainingReport(...)\n"
+    )
     assert "TrainingReport" not in out.getvalue()
     assert out.getvalue().splitlines() == ["[train] 3/10 epochs, val_loss 0.25"]  # once
 
@@ -138,7 +141,12 @@ def test_emit_progress_is_one_marked_json_line(capsys: pytest.CaptureFixture[str
 def test_dollars_for_a_person() -> None:
     from ray_ml.console import usd
 
-    assert [usd(0), usd(0.000234), usd(0.0005), usd(1.234)] == ["$0", "$0.00023", "$0.0005", "$1.23"]
+    assert [usd(0), usd(0.000234), usd(0.0005), usd(1.234)] == [
+        "$0",
+        "$0.00023",
+        "$0.0005",
+        "$1.23",
+    ]
     assert [usd(8e-06), usd(1.2e-09), usd(0.00999)] == ["$0.000008", "$0.0000000012", "$0.01"]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from ray import tune
 
-from ray_ml.config import RunConfig
+from ray_ml.config import RunConfig, load_config
 from ray_ml.errors import ConfigError
 from ray_ml.tune import CostAwareSearcher, SearchSpace, apply_params, load_space
 
@@ -235,6 +235,36 @@ def test_alpha_cools_with_budget_or_horizon() -> None:
         _drive(searcher, 4)
     assert by_trials.alpha == 0.0 and neither.alpha == 1.0
     assert by_budget.alpha == max(0.0, 1 - by_budget.spent_usd / 0.5)
+
+
+def test_alpha_cools_with_whichever_runs_out_first() -> None:
+    """Cheap trials that would use up `num_samples` with most of the budget left cool alpha
+    by the trial count; an expensive sweep cools by its dollars (both limits given)."""
+    cheap = CostAwareSearcher(SIM, "val_loss", "min", budget_usd=1e6, horizon_trials=8)
+    _drive(cheap, 4)
+    assert cheap.spent_usd / 1e6 < 1e-3
+    assert cheap.alpha == pytest.approx(0.5)  # 4 of 8 trials, whatever the dollars say
+    # The first trials come from the initial design, the same whatever the limits.
+    spent = _drive(CostAwareSearcher(SIM, "val_loss", "min"), 3)[-1][0]
+    both = CostAwareSearcher(SIM, "val_loss", "min", budget_usd=spent / 0.75, horizon_trials=1000)
+    _drive(both, 3)
+    assert both.alpha == pytest.approx(0.25)  # 3/4 of the dollars, 3/1000 of the trials
+
+
+def test_run_sweep_cools_the_cost_aware_searcher_over_num_samples(tmp_path: Path) -> None:
+    from ray_ml.tune._sweep import _searcher
+
+    cfg = load_config(
+        "tune",
+        [
+            "experiment=demo",
+            f"storage_path={tmp_path}",
+            "tune.searcher=cost_aware",
+            "tune.num_samples=12",
+        ],
+    )
+    searcher = _searcher(cfg, load_space("mlp"))
+    assert searcher._horizon == 12
 
 
 # ------------------------------------------------------------------------------ Tune API
