@@ -643,7 +643,7 @@ def _fit_predict(x: np.ndarray, y: np.ndarray, x_new: np.ndarray) -> tuple[np.nd
     d = x.shape[1]
     kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
         length_scale=np.full(d, 0.5), length_scale_bounds=(1e-2, 1e2), nu=2.5
-    ) + WhiteKernel(1e-3, (1e-6, 1e-1))
+    ) + WhiteKernel(1e-3, (1e-6, 1.0))
     # Deterministic: one L-BFGS run from the same start (no random restarts).
     gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=0)
     # The matrices are tiny: BLAS threads only add overhead, and contend with the trials
