@@ -36,9 +36,7 @@ INFER_SAMPLE_ROWS = 100_000
 def source_name(uri: str) -> str:
     """A run or dataset name from a source: its file's stem (`data/churn.csv.gz` -> `churn`)."""
     stem = Path(uri.rstrip("/*")).name.split(".")[0]
-    return (
-        re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-") or "data"
-    )  # rows read on the driver to infer a contract
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-") or "data"
 
 
 def resolve_contract(
