@@ -88,7 +88,13 @@ def _args() -> argparse.Namespace:
         help="budget in random-trial equivalents (default 50; --smoke 12)",
     )
     ap.add_argument(
-        "--num-samples", type=int, help="most trials per run (default 4 x budget trials)"
+        "--num-samples",
+        type=int,
+        help=(
+            "most trials per run (default 10 x budget trials: the dollar budget, not this cap, "
+            "should end a run; at 4x the cost-aware searcher's cheap trials hit the cap with "
+            "20-50%% of the budget unspent)"
+        ),
     )
     ap.add_argument("--grace-period", type=int, default=1)
     ap.add_argument("--reduction-factor", type=int, default=3)
@@ -137,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
         methods=tuple(args.methods or METHODS),
         seeds=tuple(range(seeds)),
         budget_trials=budget_trials,
-        num_samples=args.num_samples or int(4 * budget_trials),
+        num_samples=args.num_samples or int(10 * budget_trials),
         grace_period=args.grace_period,
         reduction_factor=args.reduction_factor,
         workers=args.workers,

@@ -190,6 +190,25 @@ def test_save_restore_replays_the_same_suggestions(tmp_path: Path) -> None:
     ]
 
 
+def test_a_restored_searcher_starts_its_models_where_the_original_left_them(
+    tmp_path: Path,
+) -> None:
+    # Each suggestion's GP hyperparameters are optimized from the previous suggestion's optimum;
+    # a restored searcher must start from the same place to suggest the same.
+    kwargs: dict[str, Any] = {"budget_usd": 100.0, "seed": 3, "n_candidates": 64}
+    original = CostAwareSearcher(SIM, "val_loss", "min", **kwargs)
+    _drive(original, 25)
+    path = tmp_path / "state.json"
+    original.save(str(path))
+    resumed = CostAwareSearcher(SIM, "val_loss", "min", **kwargs)
+    resumed.restore(str(path))
+    assert _drive(original, 1, start=25) == _drive(resumed, 1, start=25)
+    # The same models, not merely the same argmax over a few candidates.
+    assert set(original._thetas) == {"metric", "cost"}
+    assert original._thetas == resumed._thetas
+    assert _drive(original, 8, start=26) == _drive(resumed, 8, start=26)
+
+
 def test_restore_refuses_another_space_or_a_bad_file(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     CostAwareSearcher(SIM, "val_loss", "min").save(str(path))
