@@ -122,7 +122,10 @@ def plan_split(
 
 @dataclass
 class Splits:
-    """Datasets per part (lazy views over one materialized, assigned dataset)."""
+    """Datasets per part.
+
+    Lazy views of the checked rows: each row's part is computed in the task that reads it.
+    """
 
     train: ray.data.Dataset
     validation: ray.data.Dataset
@@ -131,9 +134,10 @@ class Splits:
     folds: list[ray.data.Dataset] = field(default_factory=list)
 
 
-def _select(table: pa.Table, parts: list[int]) -> pa.Table:
-    keep = pc.is_in(table.column(PART_COLUMN), value_set=pa.array(parts, pa.int8()))
-    return table.filter(keep).drop_columns([PART_COLUMN])
+def _assign_select(table: pa.Table, plan: SplitPlan, parts: list[int]) -> pa.Table:
+    """The rows of `table` that `plan` puts in one of `parts`."""
+    part = plan.assign(table).column(PART_COLUMN)
+    return table.filter(pc.is_in(part, value_set=pa.array(parts, pa.int8())))
 
 
 def split_dataset(
@@ -174,10 +178,14 @@ def split_dataset(
     plan = plan_split(
         hist.reshape(n_strata, _BINS), fractions, names, classes, seed, contract.label
     )
-    assigned = map_blocks(ds, plan.assign).materialize()
 
+    # Lazy: a row's part is a pure function of its hash and label, so each consumer computes it
+    # in the task that reads the row. Materializing the assigned rows here would be one more
+    # full copy of the data in the object store, spilled once the data outgrows it, for
+    # consumers that stream it (the preprocessing fit) or materialize their own part anyway
+    # (training).
     def part(ids: list[int]) -> ray.data.Dataset:
-        return map_blocks(assigned, _select, ids)
+        return map_blocks(ds, _assign_select, plan, ids)
 
     if kfold:
         folds = [part([i]) for i in range(kfold)]
