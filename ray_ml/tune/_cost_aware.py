@@ -15,7 +15,8 @@ low-cost start of CFO/BlendSearch (Wu et al., 2021):
    only `params` and `conditional`.)
 2. **Two surrogates, refitted on every suggestion** (scikit-learn Gaussian processes, Matern 5/2
    with one length scale per feature plus a noise term): one for the metric, one for the log of
-   the cost. A config becomes a vector in [0, 1]^d: range parameters by their position in the
+   the cost. Each fit's hyperparameter search starts at the previous suggestion's optimum (saved
+   with the state), which makes a suggestion about 10x cheaper at 200 trials. A config becomes a vector in [0, 1]^d: range parameters by their position in the
    range (log-scaled for log kinds, and for integers with a cost hint, such as epochs, whose
    effect on quality is roughly a power law), `choice`/`grid` parameters one-hot. The metric
    model fits normal scores of the metric's ranks (a Gaussian copula), so one diverged trial
