@@ -16,11 +16,13 @@ low-cost start of CFO/BlendSearch (Wu et al., 2021):
 2. **Two surrogates, refitted on every suggestion** (scikit-learn Gaussian processes, Matern 5/2
    with one length scale per feature plus a noise term): one for the metric, one for the log of
    the cost. Each fit's hyperparameter search starts at the previous suggestion's optimum (saved
-   with the state), which makes a suggestion about 10x cheaper at 200 trials. A config becomes a vector in [0, 1]^d: range parameters by their position in the
-   range (log-scaled for log kinds, and for integers with a cost hint, such as epochs, whose
-   effect on quality is roughly a power law), `choice`/`grid` parameters one-hot. The metric
-   model fits normal scores of the metric's ranks (a Gaussian copula), so one diverged trial
-   cannot flatten the rest of the surface and any metric scale works.
+   with the state), which makes a suggestion several times cheaper at 200 trials
+   (`python -m benchmarks.bench_searcher`). A config becomes a vector in [0, 1]^d: range
+   parameters by their position in the range (log-scaled for log kinds, and for integers with a
+   cost hint, such as epochs, whose effect on quality is roughly a power law), `choice`/`grid`
+   parameters one-hot. The metric model fits normal scores of the metric's ranks (a Gaussian
+   copula), so one diverged trial cannot flatten the rest of the surface and any metric scale
+   works.
 3. **Cost-cooled acquisition.** `n_candidates` configs (three quarters uniform over the space, a
    quarter small steps around the three best trials) are scored by
    `EI(x) / predicted_cost(x) ** alpha` with `alpha = max(0, 1 - spent / budget_usd)`: early on,
@@ -598,9 +600,10 @@ class CostAwareSearcher(Searcher):
         previous suggestion's optimum.
 
         Maximizing the marginal likelihood is nearly all of a suggestion's time, and one trial
-        more barely moves its optimum: started there, L-BFGS stops about 3x sooner (0.87 s
-        against 0.28 s a fit at 200 trials). The optimum is part of the saved state, so a
-        restored searcher starts where the uninterrupted one would, and suggests the same.
+        more barely moves its optimum, so L-BFGS started there stops much sooner
+        (`python -m benchmarks.bench_searcher` times both starts). The optimum is part of the
+        saved state, so a restored searcher starts where the uninterrupted one would, and
+        suggests the same.
         """
         gp = _fit(x, y, self._thetas.get(model))
         self._thetas[model] = [float(v) for v in gp.kernel_.theta]
