@@ -1,15 +1,23 @@
-"""Two ways to run a pure function over the blocks of a Ray Dataset.
+"""Ways to run a pure function over the blocks of a Ray Dataset.
 
 Every distributed step of the data layer (check, statistics, split assignment, selection) is a
 pure function of one block plus some arguments. `map_blocks` is the usual one, a Ray Data pass
 with the options they all share: whole blocks as batches (no re-chunking), Arrow format, zero-copy
 input. `reduce_blocks` is for the one case where a Ray Data pass is all overhead: a small result
 per block of a dataset whose blocks are already in the object store.
+
+Most datasets the data layer hands on are such a case one step removed: the good rows are a
+filter of the checked blocks, a split part a selection of those. `derive` makes them, and remembers
+how each is made from materialized blocks; `reduce_rows` then computes a statistic (the split's
+histogram, the preprocessing fit) with one plain task per materialized block, applying the steps
+in that task, instead of one more Ray Data execution. Any other dataset gets the Ray Data pass.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pyarrow as pa
@@ -18,7 +26,7 @@ if TYPE_CHECKING:
     import ray.data
     from ray.data.dataset import MaterializedDataset
 
-__all__ = ["map_blocks", "reduce_blocks", "use_every_cpu"]
+__all__ = ["derive", "map_blocks", "reduce_blocks", "reduce_rows", "use_every_cpu"]
 
 T = TypeVar("T")
 
@@ -69,3 +77,67 @@ def use_every_cpu(ds: ray.data.Dataset) -> ray.data.Dataset:
     """
     ds.context.op_resource_reservation_enabled = False
     return ds
+
+
+Step = tuple[Callable[..., pa.Table], tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class _View:
+    """A dataset's rows as `steps` applied, in order, to each block of `source`."""
+
+    source: MaterializedDataset[Any]
+    steps: tuple[Step, ...]
+
+
+# Keyed by the Dataset object: a view lives as long as the dataset it describes.
+_VIEWS: weakref.WeakKeyDictionary[Any, _View] = weakref.WeakKeyDictionary()
+
+
+def derive(
+    ds: ray.data.Dataset,
+    fn: Callable[..., pa.Table],
+    *args: Any,
+    lazy: ray.data.Dataset | None = None,
+) -> ray.data.Dataset:
+    """`map_blocks(ds, fn, *args)`, known to `reduce_rows` as per-block steps when `ds` is.
+
+    A materialized `ds` is the start of a view. `lazy` replaces the map with an equivalent
+    dataset Ray can optimize better (a predicate expression instead of a Python filter); `fn`
+    must then compute exactly the same rows, since `reduce_rows` runs `fn` and consumers read
+    `lazy`.
+    """
+    from ray.data.dataset import MaterializedDataset
+
+    out = map_blocks(ds, fn, *args) if lazy is None else lazy
+    base = _View(ds, ()) if isinstance(ds, MaterializedDataset) else _VIEWS.get(ds)
+    if base is not None:
+        _VIEWS[out] = _View(base.source, (*base.steps, (fn, args)))
+    return out
+
+
+def _apply_reduce(
+    block: pa.Table, index: int, steps: tuple[Step, ...], fn: Callable[..., pa.Table], args: Any
+) -> list[dict[str, Any]]:
+    del index
+    if block.num_rows == 0:  # a union can leave empty blocks without any columns
+        return []
+    for step, step_args in steps:
+        block = step(block, *step_args)
+    return cast(list[dict[str, Any]], fn(block, *args).to_pylist())
+
+
+def reduce_rows(
+    ds: ray.data.Dataset, fn: Callable[..., pa.Table], *args: Any
+) -> list[dict[str, Any]]:
+    """The rows of `fn(block, *args)` over every block of `ds`, in no set order.
+
+    `fn` returns a small table (a few statistics per block). Over a dataset made by `derive` from
+    materialized blocks this is one plain task per block (`reduce_blocks`); otherwise a Ray Data
+    pass (`map_blocks(...).take_all()`).
+    """
+    view = _VIEWS.get(ds)
+    if view is None:
+        return map_blocks(ds, fn, *args).take_all()
+    parts = reduce_blocks(view.source, _apply_reduce, view.steps, fn, args)
+    return [row for part in parts for row in part]

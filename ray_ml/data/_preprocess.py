@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ray_ml.data._blocks import map_blocks
+from ray_ml.data._blocks import reduce_rows
 from ray_ml.data._contract import ColumnType, Contract, Task
 from ray_ml.errors import ConfigError, ContractError
 
@@ -310,8 +310,12 @@ def fit_preprocessor(
     encode: str = "onehot",
     max_categories: int = 50,
 ) -> Preprocessor:
-    """Fit on the train split (a Ray Dataset of checked rows); only per-block stats reach the driver."""
-    rows = map_blocks(train, _block_stats, contract).take_all()
+    """Fit on the train split (a Ray Dataset of checked rows); only per-block stats reach the driver.
+
+    A split part of `check_sources`' rows is fitted by one plain task per checked block, any other
+    dataset by a Ray Data pass (`reduce_rows`).
+    """
+    rows = reduce_rows(train, _block_stats, contract)
     return _finish(
         [json.loads(r["stats"]) for r in rows], contract, impute, scale, encode, max_categories
     )

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ray_ml.data._blocks import map_blocks
+from ray_ml.data._blocks import derive, reduce_rows
 from ray_ml.data._checks import ROW_HASH_COLUMN, splitmix64
 from ray_ml.data._contract import Contract
 from ray_ml.errors import ConfigError
@@ -170,7 +170,7 @@ def split_dataset(
     else:
         fractions = [1.0 - val_fraction - test_fraction, val_fraction, test_fraction]
         names = ["train", "validation", "test"]
-    hist_rows = map_blocks(ds, _histogram, contract.label, classes, seed).take_all()
+    hist_rows = reduce_rows(ds, _histogram, contract.label, classes, seed)
     n_strata = max(len(classes), 1)
     hist = np.zeros(n_strata * _BINS, np.int64)
     for row in hist_rows:
@@ -185,7 +185,7 @@ def split_dataset(
     # consumers that stream it (the preprocessing fit) or materialize their own part anyway
     # (training).
     def part(ids: list[int]) -> ray.data.Dataset:
-        return map_blocks(ds, _assign_select, plan, ids)
+        return derive(ds, _assign_select, plan, ids)
 
     if kfold:
         folds = [part([i]) for i in range(kfold)]

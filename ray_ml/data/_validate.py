@@ -5,7 +5,8 @@ per read unit, and materializes the checked blocks in the object store (not on t
 one plain task per checked block counts it, digests it and writes its rejected rows to the
 quarantine Parquet directory (`reduce_blocks`: no second Ray Data execution). The good rows are
 a lazy predicate-expression filter over the checked blocks, fused by Ray into whatever consumes
-them. The driver only ever holds per-block statistics, so its memory does not grow with the data.
+them, and a `derive`d view of those blocks, so that statistics over them (the split, the
+preprocessing fit) run as plain tasks too. The driver only ever holds per-block statistics, so its memory does not grow with the data.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ray_ml.data._blocks import map_blocks, reduce_blocks
+from ray_ml.data._blocks import derive, map_blocks, reduce_blocks
 from ray_ml.data._checks import (
     REASON_COLUMN,
     ROW_HASH_COLUMN,
@@ -180,6 +181,11 @@ def _ok_rows(checked: ray.data.Dataset, keep: list[str]) -> ray.data.Dataset:
     return checked.filter(expr=col(REASON_COLUMN).is_null()).select_columns(keep)
 
 
+def _good_rows(table: pa.Table, keep: list[str]) -> pa.Table:
+    """`_ok_rows` of one block, in Python: the same rows, for `reduce_rows`' plain tasks."""
+    return table.filter(pc.is_null(table.column(REASON_COLUMN))).select(keep)
+
+
 def _rejected_rows(checked: ray.data.Dataset) -> ray.data.Dataset:
     from ray.data.expressions import col
 
@@ -314,5 +320,6 @@ def check_sources(
     )
     if raise_on_failure and not report.passed:
         raise RejectRateExceeded(report.failure_message())
-    good = _ok_rows(checked, [*names, ROW_HASH_COLUMN])
+    keep = [*names, ROW_HASH_COLUMN]
+    good = derive(checked, _good_rows, keep, lazy=_ok_rows(checked, keep))
     return CheckedData(dataset=good, report=report, contract=contract)

@@ -293,6 +293,67 @@ def test_preprocessing_sees_only_the_train_split() -> None:
     )
 
 
+def _apply_reduce_tasks() -> int:
+    from ray.util.state import list_tasks
+
+    return len(list_tasks(filters=[("func_or_class_name", "=", "_apply_reduce")], limit=10_000))
+
+
+def test_the_split_and_the_fit_count_the_good_rows_only_in_plain_tasks(tmp_path: Path) -> None:
+    # The split's histogram and the fit run as plain tasks over the checked blocks, applying the
+    # good-row filter and the split's selection themselves: they must see exactly the rows Ray
+    # Data's own lazy datasets give, rejected rows never, and no Ray Data execution in between.
+    import time
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    age = rng.integers(0, 100, n)
+    age[rng.random(n) < 0.1] = 500  # out of range: rejected
+    table = pa.table(
+        {
+            "id": np.arange(n),
+            "age": age,
+            "income": rng.random(n) * 100,
+            "city": rng.choice(["paris", "rome"], n),
+            "y": (rng.random(n) < 0.3).astype(np.int64),
+        }
+    )
+    for i in range(4):
+        pq.write_table(table.slice(i * 750, 750), tmp_path / f"part-{i}.parquet")
+    before = _apply_reduce_tasks()
+    checked = check_sources([str(tmp_path)], CONTRACT)
+    assert 0 < checked.report.rows_rejected < n
+    splits = split_dataset(checked.dataset, CONTRACT, val_fraction=0.2, test_fraction=0.2, seed=0)
+    assert splits.plan.counts.sum() == checked.report.rows_ok
+    prep = fit_preprocessor(splits.train, CONTRACT)
+    train = pa.concat_tables(splits.train.iter_batches(batch_format="pyarrow"))
+    assert prep.fit_rows == train.num_rows == splits.plan.summary()["train"]["rows"]
+    assert int(pc.max(train.column("age")).as_py()) <= 120
+    want = fit_preprocessor_table(train.drop_columns(["_row_hash"]), CONTRACT)
+    for got, exp in zip(prep.numeric, want.numeric, strict=True):
+        assert (got.center, got.scale) == pytest.approx((exp.center, exp.scale), rel=1e-9)
+    assert prep.categorical == want.categorical
+    # Ray's own record of what ran: one plain task per checked block for each statistic.
+    deadline = time.monotonic() + 30
+    while _apply_reduce_tasks() - before < 8 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _apply_reduce_tasks() - before == 2 * 4
+
+
+def test_a_fit_over_rows_that_are_no_view_of_checked_blocks_still_sees_every_row() -> None:
+    contract = source_contract(SYN)
+    checked = check_sources([SYN], contract, num_blocks=2)
+    splits = split_dataset(
+        checked.dataset, contract, val_fraction=0, test_fraction=0.2, kfold=3, seed=1
+    )
+    both = splits.folds[1].union(splits.folds[2])  # a union: Ray Data's pass, not plain tasks
+    prep = fit_preprocessor(both, contract)
+    rows = pa.concat_tables(both.iter_batches(batch_format="pyarrow")).drop_columns(["_row_hash"])
+    want = fit_preprocessor_table(rows, contract)
+    assert prep.fit_rows == rows.num_rows
+    assert prep.numeric[0].center == pytest.approx(want.numeric[0].center, rel=1e-9)
+
+
 def test_fingerprint_is_stable_and_changes_with_one_row(tmp_path: Path) -> None:
     table = pa.table(
         {
