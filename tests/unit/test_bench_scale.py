@@ -195,7 +195,7 @@ def test_each_size_composes_a_valid_train_config(tmp_path: Path) -> None:
     assert cfg.data.sources == [str(tmp_path / "data")]
     assert cfg.data.contract == str(tmp_path / "contract.yaml")
     assert cfg.storage_path == str(tmp_path / "run" / "runs")
-    assert (cfg.scaling.num_workers, cfg.train.epochs, cfg.train.batch_size) == (2, 1, 4096)
+    assert (cfg.scaling.num_workers, cfg.train.epochs, cfg.train.batch_size) == (2, 2, 4096)
     assert cfg.model.hidden_sizes == [32] and cfg.train.cpu_cache_mb == 0
     assert cfg.cluster.object_store_mb == 1024
     assert (cfg.data.val_fraction, cfg.data.test_fraction) == (bs.VAL_FRACTION, bs.TEST_FRACTION)
