@@ -293,10 +293,30 @@ def test_preprocessing_sees_only_the_train_split() -> None:
     )
 
 
-def _apply_reduce_tasks() -> int:
+def _apply_reduce_tasks_since(start_s: float, *, at_least: int) -> int:
+    """How many `_apply_reduce` tasks Ray's state API says started at or after `start_s`.
+
+    Task events reach the state API a second or so after the tasks end: wait for `at_least`,
+    then until the count holds still.
+    """
+    import time
+
     from ray.util.state import list_tasks
 
-    return len(list_tasks(filters=[("func_or_class_name", "=", "_apply_reduce")], limit=10_000))
+    def count() -> int:
+        tasks = list_tasks(
+            filters=[("func_or_class_name", "=", "_apply_reduce")], limit=10_000, detail=True
+        )
+        return sum(1 for t in tasks if (t.start_time_ms or 0) >= start_s * 1000)
+
+    deadline = time.monotonic() + 60
+    last, still = count(), 0
+    while time.monotonic() < deadline and (still < 4 or last < at_least):
+        time.sleep(0.5)
+        now = count()
+        still = still + 1 if now == last else 0
+        last = now
+    return last
 
 
 def test_the_split_and_the_fit_count_the_good_rows_only_in_plain_tasks(tmp_path: Path) -> None:
@@ -320,7 +340,7 @@ def test_the_split_and_the_fit_count_the_good_rows_only_in_plain_tasks(tmp_path:
     )
     for i in range(4):
         pq.write_table(table.slice(i * 750, 750), tmp_path / f"part-{i}.parquet")
-    before = _apply_reduce_tasks()
+    start = time.time()
     checked = check_sources([str(tmp_path)], CONTRACT)
     assert 0 < checked.report.rows_rejected < n
     splits = split_dataset(checked.dataset, CONTRACT, val_fraction=0.2, test_fraction=0.2, seed=0)
@@ -334,10 +354,7 @@ def test_the_split_and_the_fit_count_the_good_rows_only_in_plain_tasks(tmp_path:
         assert (got.center, got.scale) == pytest.approx((exp.center, exp.scale), rel=1e-9)
     assert prep.categorical == want.categorical
     # Ray's own record of what ran: one plain task per checked block for each statistic.
-    deadline = time.monotonic() + 30
-    while _apply_reduce_tasks() - before < 8 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _apply_reduce_tasks() - before == 2 * 4
+    assert _apply_reduce_tasks_since(start, at_least=2 * 4) == 2 * 4
 
 
 def test_a_fit_over_rows_that_are_no_view_of_checked_blocks_still_sees_every_row() -> None:
