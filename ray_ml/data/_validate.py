@@ -6,7 +6,8 @@ one plain task per checked block counts it, digests it and writes its rejected r
 quarantine Parquet directory (`reduce_blocks`: no second Ray Data execution). The good rows are
 a lazy predicate-expression filter over the checked blocks, fused by Ray into whatever consumes
 them, and a `derive`d view of those blocks, so that statistics over them (the split, the
-preprocessing fit) run as plain tasks too. The driver only ever holds per-block statistics, so its memory does not grow with the data.
+preprocessing fit) run as plain tasks too. The driver only ever holds per-block statistics, so
+its memory does not grow with the data.
 """
 
 from __future__ import annotations
