@@ -705,11 +705,11 @@ def measure_size(run: SizeRun) -> dict[str, Any]:
 
 def _epochs_s(result: Any) -> list[float]:
     """Each epoch's in-loop seconds, from the history the torch loop saves with its checkpoint."""
-    from ray_ml.train._torch import PROGRESS_FILE
+    from ray_ml.train._torch import load_torch_checkpoint
 
     if result.checkpoint is None:
         raise RuntimeError("the training run saved no checkpoint, so its epochs were not timed.")
-    progress = json.loads((Path(result.checkpoint.path) / PROGRESS_FILE).read_text())
+    _, progress = load_torch_checkpoint(result.checkpoint.path)
     epochs = [float(h["epoch_s"]) for h in progress["history"]]
     if len(epochs) != TRAIN_EPOCHS:
         raise RuntimeError(

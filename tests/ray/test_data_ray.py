@@ -301,11 +301,17 @@ def _apply_reduce_tasks_since(start_s: float, *, at_least: int) -> int:
     """
     import time
 
+    import ray
     from ray.util.state import list_tasks
+
+    address = ray.get_runtime_context().gcs_address  # this session's Ray: there may be two
 
     def count() -> int:
         tasks = list_tasks(
-            filters=[("func_or_class_name", "=", "_apply_reduce")], limit=10_000, detail=True
+            address=address,
+            filters=[("func_or_class_name", "=", "_apply_reduce")],
+            limit=10_000,
+            detail=True,
         )
         return sum(1 for t in tasks if (t.start_time_ms or 0) >= start_s * 1000)
 
