@@ -9,11 +9,16 @@ against Serve's Python proxy and direct ingress (see its results).
 
 HAProxy's other ports (a fallback Python proxy, its metrics and stats) and its files default to
 fixed values (8500, 9101, 8404, /tmp/haproxy-serve), which collide with any other Serve on the
-machine: each Ray started here gets free ports and a private folder instead.
+machine: each Ray started here gets free ports and a private folder instead. The folder goes
+when the process that made it exits, just before Ray's own exit handler stops the Ray it
+started (handlers run last-registered first, and Ray registers its one on import). Its config,
+state file and admin socket matter only to HAProxy's reloads and runtime commands, which a Ray
+that is shutting down no longer sends; requests are served until the end.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import logging
 import os
@@ -64,6 +69,7 @@ def ingress_env(ingress: ServeIngress) -> dict[str, str]:
         )
         return {}
     state = Path(tempfile.mkdtemp(prefix="ray_ml_haproxy_"))
+    atexit.register(shutil.rmtree, state, ignore_errors=True)
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": _DRAIN_S,

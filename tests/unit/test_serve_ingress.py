@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,24 @@ def test_haproxy_is_the_default_and_gets_private_ports_and_files() -> None:
     state = Path(env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"])
     assert state.is_dir() and Path(env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]).parent == state
     assert ingress_env(ServeIngress.haproxy)["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] != str(state)
+
+
+def test_the_private_haproxy_folder_is_removed_when_the_process_exits() -> None:
+    # A process that served through HAProxy leaves no ray_ml_haproxy_* folder behind in /tmp.
+    code = (
+        "from ray_ml.config import ServeIngress\n"
+        "from ray_ml.serve import ingress_env\n"
+        "env = ingress_env(ServeIngress.haproxy)\n"
+        "state = env['RAY_SERVE_HAPROXY_SERVER_STATE_BASE']\n"
+        "open(env['RAY_SERVE_HAPROXY_CONFIG_FILE_LOC'], 'w').write('global')\n"
+        "print(state)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    state = Path(out.stdout.strip().splitlines()[-1])
+    assert state.name.startswith("ray_ml_haproxy_")
+    assert not state.exists()
 
 
 def test_proxy_needs_nothing_and_a_missing_binary_falls_back_with_a_fix(
