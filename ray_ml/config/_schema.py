@@ -1128,6 +1128,11 @@ class MonitorConfig(_Validated):
         canary_timeout_s: A candidate the app's canary judge has not decided on this long
             after its registration (no traffic, no feedback) is taken back (its `candidate`
             alias removed, the reason in the audit log), so later triggers can act.
+        retry_failed: A retrain that fails (an error, or given up after repeated kills) is
+            tried again up to this many times for its trigger (0: never); an alert that was
+            acted on once does not come back by itself, so without a retry the stale model
+            would stay.
+        retry_after_s: Seconds after a failed attempt ended before the next one starts.
     """
 
     _group = "monitor"
@@ -1151,6 +1156,8 @@ class MonitorConfig(_Validated):
     warm_start: int = 3
     train_partitions: int | None = None
     canary_timeout_s: float = 3600.0
+    retry_failed: int = 2
+    retry_after_s: float = 900.0
 
     def __post_init__(self) -> None:
         if self.serve_url is not None:
@@ -1171,6 +1178,8 @@ class MonitorConfig(_Validated):
         self._at_least("warm_start", 0)
         self._optional_at_least("train_partitions", 1)
         self._positive("canary_timeout_s")
+        self._at_least("retry_failed", 0)
+        self._positive("retry_after_s")
 
 
 # --------------------------------------------------------------------------------------- run

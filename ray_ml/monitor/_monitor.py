@@ -15,7 +15,9 @@ Each tick:
 5. **triggers**: a new quality alert of the stable version, a new drift alert,
    `monitor.new_data_rows` new rows, or `monitor.schedule_s` since the last retrain. While a
    retrain or canary is in flight, or the month's retraining budget is spent, an alert is
-   recorded as skipped with the reason;
+   recorded as skipped with the reason. A retrain that failed is tried again (a `retry`
+   trigger) `monitor.retry_after_s` after it ended, up to `monitor.retry_failed` times: the
+   alert it answered does not come back by itself;
 6. **retrain**: a cost-aware sweep with budget `min(monitor.retrain_budget_usd, what is left of
    monitor.monthly_budget_usd)`, warm-started with the previous sweep's best configs, on the
    data partitions as they are now (the newest `monitor.train_partitions`), the same contract;
@@ -178,6 +180,9 @@ class Monitor:
         )
         self.ledger.data["cursors"] = cursors
         m = self.cfg.monitor
+        retry = self._due_retry()
+        if retry is not None:
+            conditions.insert(0, retry)
         for cond in (
             new_data_condition(
                 self.ledger.rows_since_last_retrain(), m.new_data_rows, self.enabled
@@ -362,6 +367,29 @@ class Monitor:
         since = last["started_at"] if last else self.ledger.data["started_at"]
         return (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
 
+    def _due_retry(self) -> Condition | None:
+        """A retry of the last retrain when it failed, its cooldown is over and its trigger
+        has retries left (standing: a retry the month's budget or a flight holds back waits)."""
+        m = self.cfg.monitor
+        last = self.ledger.last_retrain()
+        if last is None or m.retry_failed == 0:
+            return None
+        failed = self.ledger.trigger(last["trigger"])
+        if failed["status"] != "failed" or not last.get("ended_at"):
+            return None
+        origin = str(failed.get("retry_of") or failed["id"])
+        tried = sum(1 for t in self.ledger.triggers if t.get("retry_of") == origin)
+        if tried >= m.retry_failed:
+            return None
+        waited = (datetime.now(UTC) - datetime.fromisoformat(last["ended_at"])).total_seconds()
+        if waited < m.retry_after_s:
+            return None
+        detail = (
+            f"attempt {tried + 2} for {origin} ({self.ledger.trigger(origin)['kind']}), "
+            f"{waited:.0f} s after {failed['id']} failed: {failed.get('reason', '')[:200]}"
+        )
+        return Condition("retry", detail, edge=False, retry_of=origin)
+
     def _act(self, conditions: list[Condition]) -> str | None:
         """Record one trigger for this tick's conditions and retrain on it, unless the
         retrain would overlap another or overspend the month (then an alert is skipped)."""
@@ -387,6 +415,8 @@ class Monitor:
             _say(f"trigger {trigger['id']} ({detail}) skipped: {why_not}")
             return str(trigger["id"])
         trigger = self.ledger.add_trigger(first.kind, detail)
+        if first.retry_of is not None:
+            trigger["retry_of"] = first.retry_of
         _say(f"trigger {trigger['id']}: {detail}")
         self._retrain(trigger)
         return str(trigger["id"])

@@ -21,15 +21,17 @@ class Condition:
     """One reason to retrain.
 
     Attributes:
-        kind: `quality`, `drift`, `new_data` or `schedule`.
+        kind: `quality`, `drift`, `new_data`, `schedule` or `retry` (of a failed retrain).
         detail: One line with the numbers behind it.
         edge: An alert (acted on once: recorded as skipped when it cannot act) rather than a
             standing condition (checked again next tick).
+        retry_of: For `retry`: the trigger whose failed retrain this tries again.
     """
 
     kind: str
     detail: str
     edge: bool
+    retry_of: str | None = None
 
 
 def serve_conditions(

@@ -40,7 +40,8 @@ The canary judge also compares the canary with the stable version on live feedba
 requests answered since the canary started (`LiveQuality.mark`), and rolls back a canary whose
 primary metric is worse by more than `serve.canary_max_quality_drop` (`serve.canary_min_labels`
 makes it wait for labels). Serving dollars (`ServingCost`: live replicas x one replica's price
-from the `cost` catalog) are in `/metrics` and `/v1/models`.
+from the `cost` catalog) are in `/metrics` and `/v1/models`, and so are the dollars that made
+each served version (its sweep and the winner's retrain, from the registry's lineage).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route signatures at runtime.
@@ -61,6 +62,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
+from ray_ml._json import finite_number
 from ray_ml.serve._canary import CanaryJudge
 from ray_ml.serve._cost import ServingCost
 from ray_ml.serve._drift import DriftWindow, drift_counts, merge_counts
@@ -109,6 +111,7 @@ class ServeState:
         self.quality: LiveQuality | None = None  # made on the first served predictions
         self._baselines: dict[str, dict[str, Any]] = {}  # version -> its bundle's test metrics
         self._alerting: set[str] = set()  # versions whose live quality is alerting now
+        self._made: dict[str, dict[str, float]] = {}  # version -> the dollars that made it
         self.quality_alerts: list[dict[str, Any]] = []
         self._poller = asyncio.get_running_loop().create_task(self._poll_registry())
 
@@ -324,6 +327,27 @@ class ServeState:
         )
         self._set_routing(resolve_routing(self.spec), f"canary {decision.action}")
 
+    def _model_costs(self) -> dict[str, dict[str, float]]:
+        """Routed version -> the dollars that made it (`sweep`, `winner_training`), read once per
+        version from its registry record's lineage. A version registered by hand, or served
+        from a bundle folder, has none and is left out."""
+        if self.spec.bundle is not None:
+            return {}
+        canary = self.routing["canary"]
+        out: dict[str, dict[str, float]] = {}
+        for route in (self.routing["stable"], *([canary] if canary else [])):
+            version = route["version"]
+            if version not in self._made:
+                try:
+                    record = self.spec.registry().get(self.spec.model, int(route["ref"]))
+                except Exception as exc:  # a registry hiccup: try again on the next call
+                    logger.warning("ray_ml serve: cannot read v%s's record (%s)", version, exc)
+                    continue
+                self._made[version] = model_cost(record.lineage)
+            if self._made[version]:
+                out[version] = self._made[version]
+        return out
+
     async def get_routing(self) -> dict[str, Any]:
         return self.routing
 
@@ -352,6 +376,7 @@ class ServeState:
             "live_quality": self.quality_status(),
             "quality_alerts": self.quality_alerts[-100:],
             "serving_cost": self.serving.snapshot(),
+            "model_cost_usd": self._model_costs(),
         }
 
     async def drift_report(self) -> dict[str, Any]:
@@ -365,7 +390,18 @@ class ServeState:
         self.metrics.set_drift(self.drift.report())
         self.metrics.set_quality(self.quality_status())
         self.metrics.set_serving_cost(self.serving.snapshot())
+        self.metrics.set_model_costs(self._model_costs())
         return self.metrics.render()
+
+
+def model_cost(lineage: Any) -> dict[str, float]:
+    """`{"sweep": usd, "winner_training": usd}` from a registry record's lineage (`cost_usd`, as
+    `run_sweep` registers it); parts that are missing or not finite numbers are left out."""
+    cost = lineage.get("cost_usd") if isinstance(lineage, dict) else None
+    if not isinstance(cost, dict):
+        return {}
+    parts = {k: finite_number(cost.get(k)) for k in ("sweep", "winner_training")}
+    return {k: v for k, v in parts.items() if v is not None}
 
 
 def _check_finite(result: dict[str, Any]) -> None:

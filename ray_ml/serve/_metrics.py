@@ -165,6 +165,9 @@ class ServeMetrics:
     * `ray_ml_serve_replicas`, `ray_ml_serve_cost_usd_per_hour`, `ray_ml_serve_cost_usd_total`
       (a counter: dollars since the app started) and `ray_ml_serve_cost_usd_per_1k_predictions`,
       from the latest `set_serving_cost` (`ServingCost.snapshot`).
+    * `ray_ml_serve_model_cost_usd{version, part}`: the dollars that made each served version
+      (`part` = `sweep`, every trial of its sweep billed, or `winner_training`, the winner's
+      full-fidelity retrain), from the latest `set_model_costs`.
     """
 
     def __init__(self) -> None:
@@ -177,6 +180,7 @@ class ServeMetrics:
         self._feedback_rejected: dict[str, int] = {}
         self._quality: dict[str, tuple[dict[str, float], bool]] = {}
         self._cost: dict[str, Any] = {}
+        self._model_costs: dict[str, dict[str, float]] = {}
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_ServeCollector(self))
 
@@ -267,6 +271,13 @@ class ServeMetrics:
         with self._lock:
             self._cost = dict(snapshot)
 
+    def set_model_costs(self, costs: Mapping[str, Mapping[str, float]]) -> None:
+        """Replace the made-for dollars: version -> part (`sweep`, `winner_training`) -> USD."""
+        with self._lock:
+            self._model_costs = {
+                str(v): {str(k): float(x) for k, x in parts.items()} for v, parts in costs.items()
+            }
+
     def render(self) -> bytes:
         """The Prometheus text exposition of all series (serve with `CONTENT_TYPE`)."""
         return generate_latest(self._registry)
@@ -323,6 +334,7 @@ class ServeMetrics:
             rejected = sorted(self._feedback_rejected.items())
             quality = sorted(self._quality.items())
             cost = dict(self._cost)
+            made = sorted(self._model_costs.items())
         req = CounterMetricFamily(
             "ray_ml_serve_requests", "Requests answered.", labels=["version", "role", "code"]
         )
@@ -399,6 +411,16 @@ class ServeMetrics:
             live_alert.add_metric([v], 1.0 if flagged else 0.0)
         yield live
         yield live_alert
+        family = GaugeMetricFamily(
+            "ray_ml_serve_model_cost_usd",
+            "Dollars that made a served version, from its registry lineage: part=sweep (every "
+            "trial of its sweep, billed) or winner_training (the winner's full-fidelity retrain).",
+            labels=["version", "part"],
+        )
+        for v, parts in made:
+            for part, value in sorted(parts.items()):
+                family.add_metric([v, part], value)
+        yield family
         if cost:
             for name, doc, key in (
                 ("ray_ml_serve_replicas", "Replicas answering now.", "replicas"),

@@ -594,13 +594,28 @@ def run_sweep(
     )
     from ray_ml.registry import Registry
 
+    # The full-fidelity retrain of the winner, outside the sweep's books (0 when reused).
+    winner_usd = (
+        0.0
+        if done
+        else round(catalog.price_of(scaling_resources(best_cfg)) * final["wall_s"] / 3600, 6)
+    )
     model = cfg.serve.model or cfg.name
     version = Registry(cfg.serve.registry_root).register(
         final["bundle"],
         model,
         aliases=["candidate"],
         reason=f"{registered_reason(layout.sweep_name)}{winner.trial_id}",
-        lineage={"sweep": layout.sweep_name, **dict(lineage or {})},
+        lineage={
+            "sweep": layout.sweep_name,
+            # What the version cost to make, for the serving app's /metrics and /v1/models.
+            "cost_usd": {
+                "sweep": summary["cost_usd"],
+                "winner_training": winner_usd,
+                "pricing": str(cfg.cost.pricing),
+            },
+            **dict(lineage or {}),
+        },
     )
     summary.update(
         {
@@ -615,14 +630,7 @@ def run_sweep(
             "winner_retrained": not done,
             "bundle": final["bundle"],
             "registered": {"model": model, "version": version.version, "alias": "candidate"},
-            # The full-fidelity retrain of the winner, outside the sweep's books (0 when reused).
-            "winner_cost_usd": (
-                0.0
-                if done
-                else round(
-                    catalog.price_of(scaling_resources(best_cfg)) * final["wall_s"] / 3600, 6
-                )
-            ),
+            "winner_cost_usd": winner_usd,
             "wall_s": round(time.perf_counter() - t0, 3),
         }
     )

@@ -30,6 +30,7 @@ TOKEN = "test-token-6f1d0c9a2b"
 MODEL = "bc"
 BASELINE = {"accuracy": 0.9, "f1": 0.9, "roc_auc": 0.95}  # v1's test metrics (the bundle's)
 TOLERANCE, MIN_LABELS, MAX_LABELS = 0.05, 30, 100
+MADE = {"sweep": 0.0123, "winner_training": 0.00045, "pricing": "on_demand"}  # v1's dollars
 
 
 class App:
@@ -78,7 +79,10 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         "broken": make_bundle(root / "b3", broken=True),
     }
     registry = Registry(root / "registry")
-    registry.register(bundles["good"], MODEL, aliases=["production"], reason="test")
+    # v1 as `run_sweep` registers a winner: with the dollars that made it in its lineage.
+    registry.register(
+        bundles["good"], MODEL, aliases=["production"], reason="test", lineage={"cost_usd": MADE}
+    )
     registry.register(bundles["good2"], MODEL, reason="test")
     registry.register(bundles["broken"], MODEL, reason="test")
     cfg = load_config(
@@ -307,6 +311,15 @@ def test_models_and_metrics(app: App) -> None:
     samples = until(counted, timeout_s=15)
     assert any(k.startswith("ray_ml_serve_predictions_total") for k in samples)
     assert any(k.startswith("ray_ml_serve_request_latency_seconds_bucket") for k in samples)
+    # What the served version cost to make, from its registry record; v2 (registered by hand,
+    # not served) has no series.
+    name = "ray_ml_serve_model_cost_usd"
+    made = [(json.loads(k[len(name) :]), v) for k, v in samples.items() if k.startswith(name + "{")]
+    assert sorted((labels["version"], labels["part"], v) for labels, v in made) == [
+        ("1", "sweep", 0.0123),
+        ("1", "winner_training", 0.00045),
+    ]
+    assert models["model_cost_usd"] == {"1": {"sweep": 0.0123, "winner_training": 0.00045}}
 
 
 def _samples(app: App) -> dict[str, float]:

@@ -11,6 +11,7 @@ import pytest
 from ray_ml.config import load_config
 from ray_ml.cost import PriceCatalog
 from ray_ml.errors import ConfigError
+from ray_ml.registry import Registry
 from ray_ml.tune import run_sweep, run_tune_job
 
 
@@ -48,6 +49,13 @@ def test_sweep_meters_every_trial_and_registers_the_winner(tmp_path: Path) -> No
         assert row["cost_usd"] == pytest.approx(rate * row["wall_s"] / 3600, rel=1e-6)
     assert summary["registered"]["alias"] == "candidate"
     assert summary["best"]["trial_id"] in {r["trial_id"] for r in board}
+    # The registered version carries what it cost to make, for the serving app's /metrics:
+    # every trial's bill (the leaderboard's) and the winner's retrain.
+    made = Registry(cfg.serve.registry_root).show(cfg.name, summary["registered"]["version"])
+    assert made["lineage"]["cost_usd"]["sweep"] == pytest.approx(
+        sum(r["cost_usd"] for r in board), abs=1e-5
+    )
+    assert made["lineage"]["cost_usd"]["winner_training"] == summary["winner_cost_usd"]
     assert Path(summary["bundle"], "manifest.json").is_file()
     assert summary["pareto"] and summary["prices"]["illustrative"] is True
     # tracking=mlflow: one MLflow run per trial (params, metrics incl. dollars) + the summary run

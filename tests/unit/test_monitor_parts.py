@@ -3,7 +3,9 @@ quality, serving dollars, and the warm start of a retrain's sweep. No Ray."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,10 @@ def test_monitor_config_is_validated_and_composes() -> None:
         MonitorConfig(retrain_budget_usd=0)
     with pytest.raises(ConfigError, match="monitor.train_partitions"):
         MonitorConfig(train_partitions=0)
+    with pytest.raises(ConfigError, match="monitor.retry_failed"):
+        MonitorConfig(retry_failed=-1)
+    with pytest.raises(ConfigError, match="monitor.retry_after_s"):
+        load_config("monitor", ["monitor.retry_after_s=0"])
     with pytest.raises(ConfigError, match="monitor.triggers"):
         load_config("monitor", ["monitor.triggers=[drfit]"])
     cfg = load_config("monitor", ["monitor.max_ticks=1", "monitor.triggers=[new_data]"])
@@ -398,3 +404,72 @@ def test_partitions_are_listed_once_complete_and_a_bad_prefix_says_why(tmp_path:
     (landing / "part-1.parquet").write_bytes(b"PAR1")
     with pytest.raises(SourceError, match="mixes formats"):
         _partition_uris(str(landing))
+
+
+def test_a_failed_retrain_is_tried_again_after_the_cooldown_up_to_retry_failed_times(
+    tmp_path: Path,
+) -> None:
+    """The alert a failed retrain answered never comes back (alerts are edge-triggered), so
+    without a retry the stale model would be served for good."""
+    from ray_ml.monitor import Condition, Monitor
+    from ray_ml.monitor._ledger import now_iso
+
+    cfg = load_config(
+        "monitor",
+        [
+            "name=exp",
+            f"storage_path={tmp_path}",
+            "debug=tiny",
+            "monitor.retry_failed=2",
+            "monitor.retry_after_s=600",
+        ],
+    )
+    monitor = Monitor(cfg, token=None)
+    attempts: list[str] = []
+
+    def failing_sweep(trigger: dict[str, Any], retrain: dict[str, Any], resume: bool) -> Any:
+        attempts.append(trigger["id"])
+        raise RuntimeError("object store full")
+
+    monitor._sweep = failing_sweep  # type: ignore[method-assign]
+    monitor._training_partitions = lambda: []  # type: ignore[method-assign]
+    monitor._previous_leaderboard = lambda: tmp_path / "none.parquet"  # type: ignore[method-assign]
+    ledger = monitor.ledger
+
+    def age_last_attempt(seconds: float) -> None:
+        ended = datetime.now(UTC) - timedelta(seconds=seconds)
+        ledger.last_retrain()["ended_at"] = ended.isoformat()  # type: ignore[index]
+
+    first = monitor._act([Condition("quality", "version 1 accuracy 0.5 vs test 0.9", edge=True)])
+    assert ledger.trigger(str(first))["status"] == "failed"
+    assert "object store full" in ledger.trigger(str(first))["reason"]
+    assert monitor._due_retry() is None  # the cooldown is not over
+    age_last_attempt(601)
+    retry = monitor._due_retry()
+    assert retry is not None and retry.kind == "retry" and retry.retry_of == first
+    assert "attempt 2 for t0001 (quality)" in retry.detail and "object store full" in retry.detail
+    second = monitor._act([retry])
+    assert ledger.trigger(str(second))["retry_of"] == first
+    age_last_attempt(601)
+    third = monitor._act([monitor._due_retry()])  # type: ignore[list-item]
+    assert "attempt 3 for t0001" in ledger.trigger(str(third))["detail"]
+    age_last_attempt(10_000)
+    assert monitor._due_retry() is None  # two retries spent
+    assert attempts == ["t0001", "t0002", "t0003"]
+    assert [r["trigger"] for r in ledger.retrains] == attempts
+    # A new alert is a new trigger with retries of its own; a retry of it that the month's
+    # spent budget holds back is not recorded tick after tick: it waits.
+    fourth = monitor._act([Condition("drift", "x1 PSI 0.4", edge=True)])
+    assert ledger.trigger(str(fourth))["status"] == "failed"
+    age_last_attempt(601)
+    ledger.book(cfg.monitor.monthly_budget_usd, now_iso())
+    for _ in range(3):
+        waiting = monitor._due_retry()
+        assert waiting is not None and waiting.retry_of == fourth
+        assert monitor._act([waiting]) is None
+    assert len(ledger.triggers) == 4 and len(attempts) == 4
+    # retry_failed=0: never.
+    monitor.cfg = dataclasses.replace(
+        cfg, monitor=dataclasses.replace(cfg.monitor, retry_failed=0)
+    )
+    assert monitor._due_retry() is None

@@ -568,3 +568,23 @@ def test_judge_counts_only_the_current_canary_versions_samples() -> None:
     assert judge.stats()["canary"]["requests"] == 1
     decision = judge.decide()
     assert decision is not None and decision.action == "promote"
+
+
+def test_model_costs_render_per_version_and_part_and_bad_lineage_gives_none() -> None:
+    from ray_ml.serve._app import model_cost
+
+    metrics = ServeMetrics()
+    lineage = {"cost_usd": {"sweep": 0.25, "winner_training": 0.0125, "pricing": "spot"}}
+    metrics.set_model_costs({"3": model_cost(lineage)})
+    fam = _families(metrics.render())["ray_ml_serve_model_cost_usd"]
+    assert fam.type == "gauge"
+    assert _value(fam, "ray_ml_serve_model_cost_usd", version="3", part="sweep") == 0.25
+    assert _value(fam, "ray_ml_serve_model_cost_usd", version="3", part="winner_training") == 0.0125
+    # A record registered by hand or by an older ray_ml, or one with junk in it: no series.
+    for bad in ({}, {"cost_usd": None}, {"cost_usd": 1.0}, None, {"cost_usd": {"sweep": "x"}}):
+        assert model_cost(bad) == {}
+    assert model_cost({"cost_usd": {"sweep": float("nan"), "winner_training": 0.5}}) == {
+        "winner_training": 0.5
+    }
+    metrics.set_model_costs({})
+    assert _families(metrics.render())["ray_ml_serve_model_cost_usd"].samples == []
