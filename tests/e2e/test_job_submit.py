@@ -87,6 +87,7 @@ def test_ray_job_submit_runs_a_job_whose_outputs_land_in_storage(
     assert (tmp_path / "demo" / "data" / "preprocessor.json").is_file()
 
 
+@pytest.mark.slow  # over a minute here: the slow step runs it (default run < ~20 min)
 def test_ray_ml_submit_waits_streams_and_returns_the_summary(head: Head, tmp_path: Path) -> None:
     res = head.run(
         sys.executable,

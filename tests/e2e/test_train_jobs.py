@@ -19,9 +19,11 @@ pytestmark = pytest.mark.e2e
 @pytest.mark.parametrize(
     ("overrides", "metric", "bar"),
     [
-        # The MLP runs take about 2 minutes each: the slow step runs them (default run < 20 min).
+        # Each takes one to two minutes: the slow step runs them (default run < 20 min).
         pytest.param(["data=breast_cancer", "model=mlp"], "roc_auc", 0.98, marks=pytest.mark.slow),
-        (["data=breast_cancer", "model=xgboost"], "roc_auc", 0.98),
+        pytest.param(
+            ["data=breast_cancer", "model=xgboost"], "roc_auc", 0.98, marks=pytest.mark.slow
+        ),
         pytest.param(["data=digits", "model=mlp"], "accuracy", 0.95, marks=pytest.mark.slow),
     ],
     ids=["breast_cancer-mlp", "breast_cancer-xgboost", "digits-mlp"],

@@ -77,6 +77,7 @@ def test_xgboost_on_two_workers(tmp_path: Path) -> None:
     assert len(Predictor.from_bundle(summary["bundle"]).predict(rows)["predictions"]) == 1
 
 
+@pytest.mark.slow  # over a minute here: the slow step runs it (default run < ~20 min)
 def test_killed_worker_resumes_from_checkpoint_and_matches_unfaulted_run(tmp_path: Path) -> None:
     common = ("train.epochs=4", "train.early_stopping_patience=0", "model.dropout=0.2")
     clean = run_training(config(tmp_path, *common, "name=clean"))
@@ -93,6 +94,7 @@ def test_killed_worker_resumes_from_checkpoint_and_matches_unfaulted_run(tmp_pat
     assert b == pytest.approx(a, rel=1e-6)
 
 
+@pytest.mark.slow  # over a minute here: the slow step runs it (default run < ~20 min)
 def test_killed_worker_without_retries_fails_fast_and_rerun_resumes(tmp_path: Path) -> None:
     cfg = config(
         tmp_path,
@@ -142,6 +144,7 @@ def test_shard_cache_holds_every_row_and_permutes_reproducibly(tmp_path: Path) -
     )
 
 
+@pytest.mark.slow  # over a minute here: the slow step runs it (default run < ~20 min)
 def test_cpu_workers_cache_their_shard_when_it_fits_and_train_every_row(tmp_path: Path) -> None:
     from ray_ml.train._torch import _fits_cpu_cache
 
@@ -175,6 +178,7 @@ def test_gpu_training_with_cached_shard_and_bf16(tmp_path: Path) -> None:
     assert summary["metrics"]["test"]["roc_auc"] > 0.9
 
 
+@pytest.mark.slow  # over a minute here: the slow step runs it (default run < ~20 min)
 def test_kfold_cross_validation_reports_mean_and_spread(tmp_path: Path) -> None:
     summary = run_training(
         config(

@@ -90,7 +90,8 @@ SEARCHER_SCHEDULER = [
     ("random", "fifo"),
     ("grid", "asha"),
     ("optuna_tpe", "hyperband"),
-    ("optuna_nsga2", "median"),
+    # Over two minutes here: the slow step runs it (the default run stays under ~20 min).
+    pytest.param("optuna_nsga2", "median", marks=pytest.mark.slow),
     ("cost_aware", "asha"),
 ]
 

@@ -469,7 +469,5 @@ def test_a_failed_retrain_is_tried_again_after_the_cooldown_up_to_retry_failed_t
         assert monitor._act([waiting]) is None
     assert len(ledger.triggers) == 4 and len(attempts) == 4
     # retry_failed=0: never.
-    monitor.cfg = dataclasses.replace(
-        cfg, monitor=dataclasses.replace(cfg.monitor, retry_failed=0)
-    )
+    monitor.cfg = dataclasses.replace(cfg, monitor=dataclasses.replace(cfg.monitor, retry_failed=0))
     assert monitor._due_retry() is None
