@@ -49,6 +49,7 @@ each served version (its sweep and the winner's retrain, from the registry's lin
 import asyncio
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import random
@@ -491,10 +492,17 @@ class ModelServer:
         batcher.set_batch_wait_timeout_s(spec.config.batch_wait_timeout_s)
         self._delta = MetricsDelta()
         self._at_model = 0  # requests between validation and their predictions (`_model_call`)
-        self._drift: dict[str, Any] = {}
+        # The rows answered since the last flush, binned for drift at the flush (`_drift_delta`),
+        # against the reference of the stable version they were answered under.
+        self._drift_ref: str | None = None
+        self._drift_tables: list[pa.Table] = []
         self._served: list[tuple[str, str, list[dict[str, Any]]]] = []  # for the feedback join
         self._feedback_rejected: dict[int, int] = {}  # 4xx answered here (auth, body)
         self._replica = uuid.uuid4().hex  # who flushes (the state counts live replicas)
+        # Request ids: this replica's random half, then a counter. Unique across replicas and
+        # restarts as uuid4s are, without a system call per request (`os.urandom` releases the
+        # GIL, and taking it back waits on the replica's other threads).
+        self._request_ids = (f"{self._replica[:16]}{i:016x}" for i in itertools.count())
         self._rows = 0  # rows answered since the last flush
         c = spec.config
         self._log = (
@@ -552,11 +560,10 @@ class ModelServer:
             "replica": self._replica,
             "rows": rows,
             "metrics": self._delta.drain(),
-            "drift": self._drift,
+            "drift": self._drift_delta(),
             "served": {"meta": meta, "requests": served},
             "feedback_rejected": rejected,
         }
-        self._drift = {}
         try:
             routing = await self.state.flush.remote(delta)
             if routing["revision"] != self.routing["revision"]:
@@ -565,6 +572,33 @@ class ModelServer:
             logger.warning("ray_ml serve: flush to the state deployment failed: %s", exc)
             self._served = (served + self._served)[-MAX_UNFLUSHED:]  # joinable after the restart
             self._rows += rows
+
+    def _drift_delta(self) -> dict[str, Any]:
+        """The drift counts of the rows answered since the last flush, binned all at once.
+
+        One `drift_counts` over a flush's rows costs about what one request's did: counted per
+        request, on one-row tables, it was the replica's largest own cost per request (see
+        `python -m benchmarks.bench_replica`). Rows are grouped by schema (a canary's contract
+        may type a column differently); a group whose columns the stable reference cannot bin
+        is left out of the counts and logged, as a request is never failed for drift.
+        """
+        tables, self._drift_tables = self._drift_tables, []
+        ref = self._drift_ref
+        if not tables or ref is None or ref not in self._slots:
+            return {}
+        reference = self._slots[ref].reference
+        groups: dict[pa.Schema, list[pa.Table]] = {}
+        for table in tables:
+            groups.setdefault(table.schema, []).append(table)
+        counts: dict[str, Any] = {}
+        for group in groups.values():
+            try:
+                counts = merge_counts(counts, drift_counts(pa.concat_tables(group), reference))
+            except ValueError as exc:
+                logger.warning("ray_ml serve: %d rows left out of drift: %s", len(group), exc)
+        if not counts:
+            return {}
+        return {"reference": ref, "rows": counts["rows"], "counts": counts}
 
     def _auth(self, request: Request) -> None:
         if self._digest is None:
@@ -644,7 +678,7 @@ class ModelServer:
         latency_s = time.perf_counter() - t0
         self._delta.record_request(slot.version, role, 200, latency_s)
         self._rows += table.num_rows
-        request_id = uuid.uuid4().hex
+        request_id = next(self._request_ids)
         per_row = row_predictions(result)
         if slot.contract is not None:
             self._served.append((request_id, slot.version, per_row))
@@ -655,10 +689,9 @@ class ModelServer:
             slot.version, [] if result["scores"] is None else result["predictions"]
         )
         stable = self.routing["stable"]["version"]
-        counts = drift_counts(table, self._slots[stable].reference)
-        if self._drift.get("reference") == stable:
-            counts = merge_counts(self._drift["counts"], counts)
-        self._drift = {"reference": stable, "rows": counts["rows"], "counts": counts}
+        if stable != self._drift_ref:  # rows binned against another reference are dropped
+            self._drift_ref, self._drift_tables = stable, []
+        self._drift_tables.append(table)
         return JSONResponse(
             {
                 "predictions": result["predictions"],

@@ -390,3 +390,44 @@ def test_gpu_replicas_are_priced_on_a_gpu_node_type_and_never_block_serving() ->
         ),
     )
     assert replica_price(cpu_only) == pytest.approx(0.05)  # the CPU; no GPU price exists
+
+
+def test_drift_of_concurrent_requests_is_counted_at_the_flush_like_numpy() -> None:
+    """Rows are binned for drift once per flush, not per request: the state's PSI over 60
+    concurrent one-row requests is the one numpy gives on their values, and every request gets
+    its own id, distinct from another replica's."""
+    import math
+
+    import numpy as np
+
+    loader = FakeLoader()
+    cfg = _cfg()
+    spec = serve_spec(cfg, TOKEN)
+    _, routing = build_app(cfg, token=TOKEN, loader=loader)
+    xs = [(-0.5 + 2.0 * i / 59) for i in range(60)]  # 3 in 4 below 1.0, some below the edges
+
+    async def scenario() -> tuple[dict[str, Any], list[str], str]:
+        async with _running(spec, routing, loader) as (state, server):
+            answers = await asyncio.gather(
+                *(server.predict(_request(json.dumps({"rows": [{"x": x}]}).encode())) for x in xs)
+            )
+            await server._flush()
+            report = await state.drift_report()
+            other = _plain(ModelServer).__new__(_plain(ModelServer))
+            await _plain(ModelServer).__init__(other, spec, routing, _StateHandle(state), loader)
+            other._flusher.cancel()
+            answer = await other.predict(_request(json.dumps({"rows": [{"x": 0.5}]}).encode()))
+        ids = [json.loads(a.body)["request_id"] for a in answers]
+        return report, ids, json.loads(answer.body)["request_id"]
+
+    report, ids, other_id = asyncio.run(scenario())
+    # numpy's histogram at the reference's edges, values outside them in the end bins
+    live = np.histogram(np.clip(xs, 0.0, 2.0), bins=[0.0, 1.0, 2.0])[0] / len(xs)
+    ref = np.array([0.5, 0.5])
+    live, ref = np.maximum(live, 1e-4), np.maximum(ref, 1e-4)
+    want = float(((live - ref) * np.log(live / ref)).sum())
+    x = report["features"]["x"]
+    assert report["window_rows"] == 60 and x["rows"] == 60
+    assert want > 0.1 and math.isclose(x["psi"], want, rel_tol=1e-9)
+    assert len(set(ids)) == 60 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert other_id not in ids and other_id[:16] != ids[0][:16]
