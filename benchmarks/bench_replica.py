@@ -4,8 +4,8 @@ bundle's contract, as `bench_serve` sends them).
 
 - Drift: before, each request's one-row table was binned against the reference on its own
   (`drift_counts`) and added to the flush's counts (`merge_counts`); now the replica keeps the
-  tables and bins a flush's rows at once (`ModelServer._drift_delta`: one `concat_tables`, one
-  `drift_counts`). Both give the same counts (checked here on every repeat).
+  tables and bins them at once, at the flush or every 4,096 rows (`ModelServer._bin_drift`: one
+  `concat_tables`, one `drift_counts`). Both give the same counts (checked on every repeat).
 - Request ids: before, `uuid.uuid4().hex` per request (a system call, which releases the GIL, and
   taking it back waits on the replica's other threads: not visible in one thread's time here);
   now the replica's random half and a counter.

@@ -392,10 +392,12 @@ def test_gpu_replicas_are_priced_on_a_gpu_node_type_and_never_block_serving() ->
     assert replica_price(cpu_only) == pytest.approx(0.05)  # the CPU; no GPU price exists
 
 
-def test_drift_of_concurrent_requests_is_counted_at_the_flush_like_numpy() -> None:
-    """Rows are binned for drift once per flush, not per request: the state's PSI over 60
-    concurrent one-row requests is the one numpy gives on their values, and every request gets
-    its own id, distinct from another replica's."""
+@pytest.mark.parametrize("bin_rows", [4096, 7])
+def test_drift_of_concurrent_requests_is_counted_at_the_flush_like_numpy(bin_rows: int) -> None:
+    """Rows are binned for drift once per flush (or every DRIFT_BIN_ROWS rows, so that a stalled
+    flush holds few), not per request: the state's PSI over 60 concurrent one-row requests is
+    the one numpy gives on their values, and every request gets its own id, distinct from
+    another replica's."""
     import math
 
     import numpy as np
@@ -406,11 +408,13 @@ def test_drift_of_concurrent_requests_is_counted_at_the_flush_like_numpy() -> No
     _, routing = build_app(cfg, token=TOKEN, loader=loader)
     xs = [(-0.5 + 2.0 * i / 59) for i in range(60)]  # 3 in 4 below 1.0, some below the edges
 
-    async def scenario() -> tuple[dict[str, Any], list[str], str]:
+    async def scenario() -> tuple[dict[str, Any], list[str], str, int]:
         async with _running(spec, routing, loader) as (state, server):
+            server._drift_bin_rows = bin_rows
             answers = await asyncio.gather(
                 *(server.predict(_request(json.dumps({"rows": [{"x": x}]}).encode())) for x in xs)
             )
+            held = len(server._drift_tables)  # rows kept unbinned before the flush
             await server._flush()
             report = await state.drift_report()
             other = _plain(ModelServer).__new__(_plain(ModelServer))
@@ -418,9 +422,10 @@ def test_drift_of_concurrent_requests_is_counted_at_the_flush_like_numpy() -> No
             other._flusher.cancel()
             answer = await other.predict(_request(json.dumps({"rows": [{"x": 0.5}]}).encode()))
         ids = [json.loads(a.body)["request_id"] for a in answers]
-        return report, ids, json.loads(answer.body)["request_id"]
+        return report, ids, json.loads(answer.body)["request_id"], held
 
-    report, ids, other_id = asyncio.run(scenario())
+    report, ids, other_id, held = asyncio.run(scenario())
+    assert held == 60 % bin_rows
     # numpy's histogram at the reference's edges, values outside them in the end bins
     live = np.histogram(np.clip(xs, 0.0, 2.0), bins=[0.0, 1.0, 2.0])[0] / len(xs)
     ref = np.array([0.5, 0.5])
@@ -431,3 +436,30 @@ def test_drift_of_concurrent_requests_is_counted_at_the_flush_like_numpy() -> No
     assert want > 0.1 and math.isclose(x["psi"], want, rel_tol=1e-9)
     assert len(set(ids)) == 60 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
     assert other_id not in ids and other_id[:16] != ids[0][:16]
+
+
+def test_rows_drift_cannot_bin_are_left_out_and_the_flush_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A canary's contract may type a feature differently from the stable reference: its rows
+    are left out of drift (logged), the other rows are counted, and the flush still runs."""
+    import pyarrow as pa
+
+    loader = FakeLoader()
+    cfg = _cfg()
+    spec = serve_spec(cfg, TOKEN)
+    _, routing = build_app(cfg, token=TOKEN, loader=loader)
+
+    async def scenario() -> dict[str, Any]:
+        async with _running(spec, routing, loader) as (state, server):
+            stable = server.routing["stable"]["version"]
+            server._count_drift(pa.table({"x": ["not a number"]}), stable)
+            for x in (0.5, 1.5, 1.7):
+                await server.predict(_request(json.dumps({"rows": [{"x": x}]}).encode()))
+            await server._flush()
+            return dict(await state.drift_report())
+
+    with caplog.at_level("WARNING", logger="ray.serve"):
+        report = asyncio.run(scenario())
+    assert report["window_rows"] == 3 and report["features"]["x"]["rows"] == 3
+    assert "1 requests left out of drift: ValueError" in caplog.text
