@@ -438,28 +438,66 @@ def test_drift_of_concurrent_requests_is_counted_at_the_flush_like_numpy(bin_row
     assert other_id not in ids and other_id[:16] != ids[0][:16]
 
 
-def test_rows_drift_cannot_bin_are_left_out_and_the_flush_goes_on(
+class _Length:
+    def predict(self, table: Any) -> dict[str, Any]:
+        return {
+            "predictions": [float(len(x)) for x in table.column("x").to_pylist()],
+            "scores": None,
+        }
+
+
+class _TextCanaryLoader(FakeLoader):
+    """FakeLoader whose version `v2` types `x` as a string: its rows cannot be binned against
+    the stable version's numeric reference."""
+
+    def load(self, spec: ServeSpec, route: Mapping[str, Any]) -> Slot:
+        if route["version"] != "v2":
+            return super().load(spec, route)
+        text = Contract(
+            name="toy-text",
+            task=Task.REGRESSION,
+            label="y",
+            columns=(ColumnSpec("x", ColumnType.STRING), ColumnSpec("y", ColumnType.FLOAT)),
+        )
+        return Slot("v2", _Length(), RequestValidator(text, spec.limits), REFERENCE)
+
+
+def test_a_canary_whose_rows_drift_cannot_bin_still_answers_200(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A canary's contract may type a feature differently from the stable reference: its rows
-    are left out of drift (logged), the other rows are counted, and the flush still runs."""
-    import pyarrow as pa
-
-    loader = FakeLoader()
+    """A canary's contract may type a feature differently from the stable reference. Its
+    requests are answered (before, binning them in the request gave a 500 after the
+    prediction), its rows are left out of drift and logged, and the stable rows are counted."""
+    loader = _TextCanaryLoader()
     cfg = _cfg()
     spec = serve_spec(cfg, TOKEN)
     _, routing = build_app(cfg, token=TOKEN, loader=loader)
 
-    async def scenario() -> dict[str, Any]:
+    async def scenario() -> tuple[list[Any], dict[str, Any]]:
         async with _running(spec, routing, loader) as (state, server):
-            stable = server.routing["stable"]["version"]
-            server._count_drift(pa.table({"x": ["not a number"]}), stable)
+            await server._load_routes(
+                dict(routing, canary={"version": "v2", "ref": "v2", "percent": 100.0})
+            )
+            answers = [
+                await server.predict(_request(json.dumps({"rows": [{"x": "abc"}]}).encode()))
+            ]
+            server.routing["canary"]["percent"] = 0.0  # the stable version from here on
             for x in (0.5, 1.5, 1.7):
-                await server.predict(_request(json.dumps({"rows": [{"x": x}]}).encode()))
+                answers.append(
+                    await server.predict(_request(json.dumps({"rows": [{"x": x}]}).encode()))
+                )
             await server._flush()
-            return dict(await state.drift_report())
+            return answers, dict(await state.drift_report())
 
     with caplog.at_level("WARNING", logger="ray.serve"):
-        report = asyncio.run(scenario())
+        answers, report = asyncio.run(scenario())
+    bodies = [json.loads(a.body) for a in answers]
+    assert [a.status_code for a in answers] == [200] * 4
+    assert [(b["model_version"], b["predictions"]) for b in bodies] == [
+        ("v2", [3.0]),
+        ("bundle:toy", [1.0]),
+        ("bundle:toy", [3.0]),
+        ("bundle:toy", [3.4]),
+    ]
     assert report["window_rows"] == 3 and report["features"]["x"]["rows"] == 3
     assert "1 requests left out of drift: ValueError" in caplog.text
