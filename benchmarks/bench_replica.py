@@ -4,8 +4,9 @@ bundle's contract, as `bench_serve` sends them).
 
 - Drift: before, each request's one-row table was binned against the reference on its own
   (`drift_counts`) and added to the flush's counts (`merge_counts`); now the replica keeps the
-  tables and bins them at once, at the flush or every 4,096 rows (`ModelServer._bin_drift`: one
-  `concat_tables`, one `drift_counts`). Both give the same counts (checked on every repeat).
+  tables and bins them at once, at the flush or every 4,096 rows (`DriftBuffer`, the replica's
+  own: one `concat_tables`, one `drift_counts`). Both give the same counts (checked on every
+  repeat).
 - Request ids: before, `uuid.uuid4().hex` per request (a system call, which releases the GIL, and
   taking it back waits on the replica's other threads: not visible in one thread's time here);
   now the replica's random half and a counter.
@@ -47,9 +48,12 @@ def _per_request(tables: list[pa.Table], reference: dict[str, Any]) -> dict[str,
 
 
 def _per_flush(tables: list[pa.Table], reference: dict[str, Any]) -> dict[str, Any]:
-    from ray_ml.serve._drift import drift_counts
+    from ray_ml.serve._drift import DriftBuffer
 
-    return drift_counts(pa.concat_tables(tables), reference)
+    buffer = DriftBuffer()
+    for table in tables:
+        buffer.add(table, "stable", reference)
+    return dict(buffer.take()["counts"])
 
 
 def _best_us(fn: Any, repeats: int, per: int) -> tuple[float, Any]:

@@ -66,7 +66,7 @@ from ray import serve
 from ray_ml._json import finite_number
 from ray_ml.serve._canary import CanaryJudge
 from ray_ml.serve._cost import ServingCost
-from ray_ml.serve._drift import DriftWindow, drift_counts, merge_counts
+from ray_ml.serve._drift import DriftBuffer, DriftWindow
 from ray_ml.serve._loader import ModelLoader, Slot
 from ray_ml.serve._metrics import CONTENT_TYPE, MetricsDelta, ServeMetrics
 from ray_ml.serve._predlog import PredictionLog
@@ -80,7 +80,6 @@ logger = logging.getLogger("ray.serve")
 FLUSH_S = 0.5  # replica -> state flush period
 FEEDBACK_WAIT_S = 3 * FLUSH_S  # how long feedback waits for its requests' predictions to arrive
 MAX_UNFLUSHED = 100_000  # answered requests a replica keeps for the state while flushes fail
-DRIFT_BIN_ROWS = 4096  # answered rows a replica keeps unbinned at most (between flushes)
 
 
 # -- the shared state -----------------------------------------------------------------------------
@@ -493,14 +492,7 @@ class ModelServer:
         batcher.set_batch_wait_timeout_s(spec.config.batch_wait_timeout_s)
         self._delta = MetricsDelta()
         self._at_model = 0  # requests between validation and their predictions (`_model_call`)
-        # The rows answered since the last flush, binned for drift at the flush or every
-        # DRIFT_BIN_ROWS rows (`_bin_drift`), against the reference of the stable version they
-        # were answered under; `_drift_counts` holds what is binned already.
-        self._drift_ref: str | None = None
-        self._drift_tables: list[pa.Table] = []
-        self._drift_rows = 0
-        self._drift_bin_rows = DRIFT_BIN_ROWS
-        self._drift_counts: dict[str, Any] = {}
+        self._drift = DriftBuffer()  # the rows answered since the last flush, for drift
         self._served: list[tuple[str, str, list[dict[str, Any]]]] = []  # for the feedback join
         self._feedback_rejected: dict[int, int] = {}  # 4xx answered here (auth, body)
         self._replica = uuid.uuid4().hex  # who flushes (the state counts live replicas)
@@ -565,7 +557,7 @@ class ModelServer:
             "replica": self._replica,
             "rows": rows,
             "metrics": self._delta.drain(),
-            "drift": self._drift_delta(),
+            "drift": self._drift.take(),
             "served": {"meta": meta, "requests": served},
             "feedback_rejected": rejected,
         }
@@ -577,54 +569,6 @@ class ModelServer:
             logger.warning("ray_ml serve: flush to the state deployment failed: %s", exc)
             self._served = (served + self._served)[-MAX_UNFLUSHED:]  # joinable after the restart
             self._rows += rows
-
-    def _count_drift(self, table: pa.Table, stable: str) -> None:
-        """Keep an answered request's rows for drift, binned later by `_bin_drift`."""
-        if stable != self._drift_ref:  # rows binned against another reference are dropped
-            self._drift_ref, self._drift_tables, self._drift_rows = stable, [], 0
-            self._drift_counts = {}
-        self._drift_tables.append(table)
-        self._drift_rows += table.num_rows
-        if self._drift_rows >= self._drift_bin_rows:  # bounded while flushes stall
-            self._bin_drift()
-
-    def _bin_drift(self) -> None:
-        """Bin the kept rows all at once into `_drift_counts`.
-
-        One `drift_counts` over a flush's rows costs about what one request's did: counted per
-        request, on one-row tables, it was the replica's largest own cost per request (see
-        `python -m benchmarks.bench_replica`). Rows are grouped by schema (a canary's contract
-        may type a column differently). Drift never fails a request nor stops the flush: a group
-        the stable reference cannot bin is left out of the counts, and logged.
-        """
-        tables, self._drift_tables, self._drift_rows = self._drift_tables, [], 0
-        ref = self._drift_ref
-        if not tables or ref not in self._slots:
-            return
-        reference = self._slots[ref].reference
-        groups: dict[pa.Schema, list[pa.Table]] = {}
-        for table in tables:
-            groups.setdefault(table.schema, []).append(table)
-        for group in groups.values():
-            try:
-                counts = drift_counts(pa.concat_tables(group), reference)
-            except Exception as exc:  # any: see the docstring
-                logger.warning(
-                    "ray_ml serve: %d requests left out of drift: %s: %s",
-                    len(group),
-                    type(exc).__name__,
-                    exc,
-                )
-                continue
-            self._drift_counts = merge_counts(self._drift_counts, counts)
-
-    def _drift_delta(self) -> dict[str, Any]:
-        """The drift counts of the rows answered since the last flush (then forgotten here)."""
-        self._bin_drift()
-        counts, self._drift_counts = self._drift_counts, {}
-        if not counts:
-            return {}
-        return {"reference": self._drift_ref, "rows": counts["rows"], "counts": counts}
 
     def _auth(self, request: Request) -> None:
         if self._digest is None:
@@ -714,7 +658,8 @@ class ModelServer:
         self._delta.record_predictions(
             slot.version, [] if result["scores"] is None else result["predictions"]
         )
-        self._count_drift(table, self.routing["stable"]["version"])
+        stable = self.routing["stable"]["version"]
+        self._drift.add(table, stable, self._slots[stable].reference)
         return JSONResponse(
             {
                 "predictions": result["predictions"],

@@ -12,6 +12,7 @@ imports no torch. Nothing here imports Ray or torch.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -25,7 +26,9 @@ from scipy import special as scipy_special
 
 from ray_ml.data import bin_counts, bin_of, category_strings, inner_edges
 
-__all__ = ["PSI_EPSILON", "DriftWindow", "drift_counts", "merge_counts"]
+__all__ = ["PSI_EPSILON", "DriftBuffer", "DriftWindow", "drift_counts", "merge_counts"]
+
+logger = logging.getLogger("ray.serve")
 
 #: Floor on both bin shares in PSI (and on the expected shares of the chi-square test): an empty
 #: bin would otherwise make ln(live / ref) infinite. 1e-4 is the usual choice; it caps the term of
@@ -237,6 +240,82 @@ def merge_counts(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         mine["counts"] = [x + y for x, y in zip(mine["counts"], v["counts"], strict=True)]
         mine["nulls"] += int(v["nulls"])
     return {"rows": int(a.get("rows", 0)) + int(b.get("rows", 0)), "features": features}
+
+
+class DriftBuffer:
+    """A replica's answered rows, binned for drift in bulk (replica side, feeding `DriftWindow`).
+
+    `add` keeps a request's validated table; the tables are binned all at once by `take` (at the
+    replica's flush) or as soon as `bin_rows` rows wait, so a stalled flush holds few. One
+    `drift_counts` over many rows costs about what one request's did: counted per request, on
+    one-row tables, it was the replica's largest own cost per request (see
+    `python -m benchmarks.bench_replica`). Rows are grouped by schema (a canary's contract may
+    type a column differently). Drift never fails a request nor stops the flush: a group the
+    reference cannot bin is left out of the counts, and logged.
+
+    Rows answered under another stable version than the kept ones (another reference) replace
+    them: counts against different references cannot be added.
+
+    Args:
+        bin_rows: Most rows kept unbinned.
+    """
+
+    def __init__(self, bin_rows: int = 4096) -> None:
+        self.bin_rows = bin_rows
+        self.ref: str | None = None  # the stable version the rows were answered under
+        self._reference: Mapping[str, Any] = {}
+        self.tables: list[pa.Table] = []  # not binned yet
+        self._rows = 0
+        self._counts: dict[str, Any] = {}  # binned already
+
+    def add(self, table: pa.Table, ref: str, reference: Mapping[str, Any]) -> None:
+        """Keep one request's rows, answered while `ref` (with `reference`) was stable."""
+        if ref != self.ref:
+            self.ref, self._reference, self.tables, self._rows, self._counts = (
+                ref,
+                reference,
+                [],
+                0,
+                {},
+            )
+        self.tables.append(table)
+        self._rows += table.num_rows
+        if self._rows >= self.bin_rows:
+            self._bin()
+
+    def take(self) -> dict[str, Any]:
+        """`{"reference", "rows", "counts"}` of the rows since the last take (`{}`: none)."""
+        self._bin()
+        counts, self._counts = self._counts, {}
+        if not counts:
+            return {}
+        return {"reference": self.ref, "rows": counts["rows"], "counts": counts}
+
+    def _bin(self) -> None:
+        tables, self.tables, self._rows = self.tables, [], 0
+        # A linear search by `equals`, not a dict: hashing a 30-column schema takes 31 us, more
+        # than binning the row, and there are one or two schemas.
+        groups: list[tuple[pa.Schema, list[pa.Table]]] = []
+        for table in tables:
+            schema = table.schema
+            for known, members in groups:
+                if schema.equals(known):
+                    members.append(table)
+                    break
+            else:
+                groups.append((schema, [table]))
+        for _, group in groups:
+            try:
+                counts = drift_counts(pa.concat_tables(group), self._reference)
+            except Exception as exc:  # any: see the class docstring
+                logger.warning(
+                    "ray_ml serve: %d requests left out of drift: %s: %s",
+                    len(group),
+                    type(exc).__name__,
+                    exc,
+                )
+                continue
+            self._counts = merge_counts(self._counts, counts)
 
 
 class DriftWindow:

@@ -394,7 +394,7 @@ def test_gpu_replicas_are_priced_on_a_gpu_node_type_and_never_block_serving() ->
 
 @pytest.mark.parametrize("bin_rows", [4096, 7])
 def test_drift_of_concurrent_requests_is_counted_at_the_flush_like_numpy(bin_rows: int) -> None:
-    """Rows are binned for drift once per flush (or every DRIFT_BIN_ROWS rows, so that a stalled
+    """Rows are binned for drift once per flush (or every `bin_rows` rows, so that a stalled
     flush holds few), not per request: the state's PSI over 60 concurrent one-row requests is
     the one numpy gives on their values, and every request gets its own id, distinct from
     another replica's."""
@@ -410,11 +410,11 @@ def test_drift_of_concurrent_requests_is_counted_at_the_flush_like_numpy(bin_row
 
     async def scenario() -> tuple[dict[str, Any], list[str], str, int]:
         async with _running(spec, routing, loader) as (state, server):
-            server._drift_bin_rows = bin_rows
+            server._drift.bin_rows = bin_rows
             answers = await asyncio.gather(
                 *(server.predict(_request(json.dumps({"rows": [{"x": x}]}).encode())) for x in xs)
             )
-            held = len(server._drift_tables)  # rows kept unbinned before the flush
+            held = len(server._drift.tables)  # rows kept unbinned before the flush
             await server._flush()
             report = await state.drift_report()
             other = _plain(ModelServer).__new__(_plain(ModelServer))
